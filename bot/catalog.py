@@ -1,0 +1,446 @@
+"""The catalog (``releasebot.yaml``): load, validate, and turn into frozen dataclasses.
+
+This is the edge where raw YAML stops. :func:`load_catalog` checks the file against
+``schemas/catalog.schema.json`` and then the rules a schema cannot express (unique names,
+references between environments and models, cron syntax, replicas, scale-to-zero against the
+KServe deployment mode), reporting every problem with file, line and JSON path. Code past this
+point works with :class:`Catalog` and never re-validates dicts.
+
+It does not read blueprints or manifests and does no I/O besides reading the one file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NewType
+
+from bot import __version__, yamlio
+from bot.cron import cron_error
+from bot.errors import InvalidInput, Problem
+from bot.schemacheck import catalog_validator, check
+
+ModelName = NewType("ModelName", str)
+EnvName = NewType("EnvName", str)
+Quantity = str | int
+
+CATALOG_FILE = "releasebot.yaml"
+# Top-level folders of an environments repo that an environment may not be named after.
+RESERVED_DIRS = frozenset({"argocd", "releasebot", "github", "docs"})
+DEFAULT_BOT_IMAGE = f"ghcr.io/releasebot/releasebot:{__version__}"
+DEFAULT_CURL_IMAGE = "curlimages/curl:8.11.1"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: Quantity
+    memory: Quantity
+    gpus: int = 0
+    limit_cpu: Quantity | None = None
+    limit_memory: Quantity | None = None
+
+    def as_k8s(self) -> dict[str, dict[str, Quantity]]:
+        """Kubernetes requests/limits. Memory is limited at its request unless told otherwise
+        (an over-committed model server is OOM-killed at random); CPU is not limited by default
+        (throttling hurts latency more than it saves)."""
+        requests: dict[str, Quantity] = {"cpu": self.cpu, "memory": self.memory}
+        limits: dict[str, Quantity] = {"memory": self.limit_memory or self.memory}
+        if self.limit_cpu is not None:
+            limits = {"cpu": self.limit_cpu, **limits}
+        if self.gpus:
+            requests["nvidia.com/gpu"] = self.gpus
+            limits["nvidia.com/gpu"] = self.gpus
+        return {"requests": requests, "limits": limits}
+
+
+@dataclass(frozen=True)
+class Replicas:
+    min: int
+    max: int
+
+
+@dataclass(frozen=True)
+class Serving:
+    format: str | None = None
+    runtime: str | None = None
+    protocol_version: str | None = None
+    image: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Component:
+    """A custom container (transformer, or custom explainer)."""
+
+    image: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    resources: Resources | None = None
+
+
+@dataclass(frozen=True)
+class Explainer:
+    art_type: str | None = None
+    art_config: tuple[tuple[str, str], ...] = ()
+    container: Component | None = None
+    resources: Resources | None = None
+
+
+@dataclass(frozen=True)
+class DataRef:
+    uri: str
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class Drift:
+    schedule: str
+    current: DataRef
+    action: str
+    reference: DataRef | None = None  # None: the served version's training dataset
+    dataset_drift_share: float = 0.5
+    method: str | None = None
+    threshold: float | None = None
+    columns: tuple[tuple[str, str | None, float | None], ...] = ()
+    sample: int = 100_000
+    resources: Resources = Resources(cpu="500m", memory="1Gi")
+
+
+@dataclass(frozen=True)
+class Retrain:
+    pipeline_id: str
+    pipeline_version_id: str | None = None
+    experiment_id: str | None = None
+    schedule: str = "0 3 * * *"
+    parameters: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Model:
+    name: ModelName
+    registered_model: str
+    serving: Serving
+    resources: Resources
+    replicas: Replicas
+    description: str | None = None
+    autoscaling: tuple[str, int] | None = None
+    transformer: Component | None = None
+    explainer: Explainer | None = None
+    drift: Drift | None = None
+    retrain: Retrain | None = None
+    environments: tuple[EnvName, ...] | None = None  # None: all
+    overrides: dict[EnvName, tuple[Replicas | None, Resources | None]] = field(default_factory=dict)
+
+    def replicas_in(self, env: Environment) -> Replicas:
+        replicas = (self.overrides.get(env.name, (None, None))[0]) or self.replicas
+        if replicas.min == 0 and not env.scale_to_zero:
+            # Scale-to-zero is the environment's decision: elsewhere keep one warm replica.
+            return Replicas(min=1, max=max(replicas.max, 1))
+        return replicas
+
+    def resources_in(self, env: Environment) -> Resources:
+        return (self.overrides.get(env.name, (None, None))[1]) or self.resources
+
+    @property
+    def gpus(self) -> bool:
+        return self.resources.gpus > 0 or any(r and r.gpus for _, r in self.overrides.values())
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: EnvName
+    alias: str
+    namespace: str
+    write_back: str
+    server: str
+    auto_merge: bool = False
+    scale_to_zero: bool = False
+    reviewer_users: tuple[str, ...] = ()
+    reviewer_teams: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    canary_steps: tuple[int, ...] = ()
+    canary_interval: str | None = None
+    canary_gates: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Karpenter:
+    node_role: str
+    ami_alias: str = "al2023@latest"
+    instance_categories: tuple[str, ...] = ("c", "m", "r")
+    gpu_instance_families: tuple[str, ...] = ("g5", "g6")
+    capacity_types: tuple[str, ...] = ("on-demand",)
+    headroom: float = 1.2
+    consolidation_policy: str = "WhenEmptyOrUnderutilized"
+    consolidate_after: str = "5m"
+    budgets: tuple[tuple[tuple[str, str], ...], ...] = ((("nodes", "10%"),),)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    source: str  # the name used in messages
+    root: Path  # the folder holding releasebot.yaml
+    tracking_uri: str
+    storage_uri_map: tuple[tuple[str, str], ...]
+    repo_url: str
+    branch: str
+    catalog_owner_users: tuple[str, ...]
+    catalog_owner_teams: tuple[str, ...]
+    cluster_name: str
+    cluster_server: str
+    kubernetes_version: str
+    kserve_mode: str
+    karpenter: Karpenter
+    argocd_namespace: str
+    argocd_project: str
+    bot_image: str
+    bot_package: str
+    pipelines_endpoint: str | None
+    pipelines_image: str
+    blueprints: Path | None
+    environments: tuple[Environment, ...]
+    models: tuple[Model, ...]
+
+    def environment(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(name)
+
+    def model(self, name: str) -> Model:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
+
+    def models_in(self, env: Environment) -> tuple[Model, ...]:
+        return tuple(m for m in self.models if m.environments is None or env.name in m.environments)
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+def _resources(raw: dict[str, Any] | None) -> Resources | None:
+    if raw is None:
+        return None
+    limits = raw.get("limits", {})
+    return Resources(
+        cpu=raw["cpu"], memory=raw["memory"], gpus=raw.get("gpus", 0),
+        limit_cpu=limits.get("cpu"), limit_memory=limits.get("memory"),
+    )
+
+
+def _component(raw: dict[str, Any] | None) -> Component | None:
+    if raw is None:
+        return None
+    return Component(
+        image=raw["image"], args=tuple(raw.get("args", ())),
+        env=tuple(sorted(raw.get("env", {}).items())), resources=_resources(raw.get("resources")),
+    )
+
+
+def _data(raw: Any) -> DataRef | None:
+    return DataRef(uri=raw["uri"], format=raw.get("format")) if isinstance(raw, dict) else None
+
+
+def _model(raw: dict[str, Any]) -> Model:
+    s = raw["serving"]
+    serving = Serving(
+        format=s.get("format"), runtime=s.get("runtime"), protocol_version=s.get("protocolVersion"),
+        image=s.get("image"), args=tuple(s.get("args", ())), env=tuple(sorted(s.get("env", {}).items())),
+    )
+    ex = raw.get("explainer")
+    explainer = None
+    if ex is not None:
+        art = ex.get("art")
+        explainer = Explainer(
+            art_type=art["type"] if art else None,
+            art_config=tuple(sorted((art or {}).get("config", {}).items())),
+            container=_component(ex) if "image" in ex else None,
+            resources=_resources((art or {}).get("resources") or ex.get("resources")),
+        )
+    d = raw.get("drift")
+    drift = None
+    if d is not None:
+        drift = Drift(
+            schedule=d["schedule"], current=_data(d["current"]), action=d["action"],
+            reference=_data(d.get("reference", "training")),
+            dataset_drift_share=d.get("datasetDriftShare", 0.5), method=d.get("method"),
+            threshold=d.get("threshold"),
+            columns=tuple((c, v.get("method"), v.get("threshold")) for c, v in sorted(d.get("columns", {}).items())),
+            sample=d.get("sample", 100_000),
+            resources=_resources(d.get("resources")) or Resources(cpu="500m", memory="1Gi"),
+        )
+    r = raw.get("retrain")
+    retrain = None
+    if r is not None:
+        retrain = Retrain(
+            pipeline_id=r["pipelineId"], pipeline_version_id=r.get("pipelineVersionId"),
+            experiment_id=r.get("experimentId"), schedule=r.get("schedule", "0 3 * * *"),
+            parameters=tuple(sorted(r.get("parameters", {}).items())),
+        )
+    auto = raw.get("autoscaling")
+    return Model(
+        name=ModelName(raw["name"]), registered_model=raw["registeredModel"], serving=serving,
+        resources=_resources(raw["resources"]), replicas=Replicas(**raw["replicas"]),
+        description=raw.get("description"),
+        autoscaling=(auto["metric"], auto["target"]) if auto else None,
+        transformer=_component(raw.get("transformer")), explainer=explainer, drift=drift, retrain=retrain,
+        environments=tuple(EnvName(e) for e in raw["environments"]) if "environments" in raw else None,
+        overrides={
+            EnvName(k): (Replicas(**v["replicas"]) if "replicas" in v else None, _resources(v.get("resources")))
+            for k, v in raw.get("overrides", {}).items()
+        },
+    )
+
+
+def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
+    cluster = raw["cluster"]
+    server = cluster.get("server", "https://kubernetes.default.svc")
+    k = raw["karpenter"]
+    dis = k.get("disruption", {})
+    karpenter = Karpenter(
+        node_role=k["nodeRole"], ami_alias=k.get("amiAlias", "al2023@latest"),
+        instance_categories=tuple(k.get("instanceCategories", ("c", "m", "r"))),
+        gpu_instance_families=tuple(k.get("gpuInstanceFamilies", ("g5", "g6"))),
+        capacity_types=tuple(k.get("capacityTypes", ("on-demand",))), headroom=float(k.get("headroom", 1.2)),
+        consolidation_policy=dis.get("consolidationPolicy", "WhenEmptyOrUnderutilized"),
+        consolidate_after=dis.get("consolidateAfter", "5m"),
+        budgets=tuple(tuple(b.items()) for b in dis.get("budgets", [{"nodes": "10%"}])),
+    )
+    envs = tuple(
+        Environment(
+            name=EnvName(e["name"]), alias=e["alias"], namespace=e["namespace"], write_back=e["writeBack"],
+            server=e.get("server", server), auto_merge=e.get("autoMerge", False),
+            scale_to_zero=e.get("scaleToZero", False),
+            reviewer_users=tuple(e.get("reviewers", {}).get("users", ())),
+            reviewer_teams=tuple(e.get("reviewers", {}).get("teams", ())),
+            labels=tuple(e.get("labels", ())),
+            canary_steps=tuple(e.get("canary", {}).get("steps", ())),
+            canary_interval=e.get("canary", {}).get("interval"),
+            canary_gates=tuple(sorted(e.get("canary", {}).get("gates", {}).items())),
+        )
+        for e in raw["environments"]
+    )
+    owners = raw["repository"].get("catalogOwners", {})
+    return Catalog(
+        source=source, root=root, tracking_uri=raw["registry"]["trackingUri"],
+        storage_uri_map=tuple(raw["registry"].get("storageUriMap", {}).items()),
+        repo_url=raw["repository"]["url"], branch=raw["repository"].get("branch", "main"),
+        catalog_owner_users=tuple(owners.get("users", ())), catalog_owner_teams=tuple(owners.get("teams", ())),
+        cluster_name=cluster["name"], cluster_server=server,
+        kubernetes_version=cluster.get("kubernetesVersion", "1.30"),
+        kserve_mode=cluster.get("kserveDeploymentMode", "Serverless"), karpenter=karpenter,
+        argocd_namespace=raw.get("argocd", {}).get("namespace", "argocd"),
+        argocd_project=raw.get("argocd", {}).get("project", "releasebot"),
+        bot_image=raw.get("bot", {}).get("image", DEFAULT_BOT_IMAGE),
+        bot_package=raw.get("bot", {}).get("package", f"releasebot=={__version__}"),
+        pipelines_endpoint=raw.get("pipelines", {}).get("endpoint"),
+        pipelines_image=raw.get("pipelines", {}).get("image", DEFAULT_CURL_IMAGE),
+        blueprints=(root / raw["blueprints"]) if "blueprints" in raw else None,
+        environments=envs, models=tuple(_model(m) for m in raw["models"]),
+    )
+
+
+# --- rules beyond the schema -----------------------------------------------------------------
+
+
+def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def add(path: tuple[Any, ...], message: str, rule: str) -> None:
+        problems.append(Problem(source, yamlio.line_of(doc, path), yamlio.format_path(path), message, rule))
+
+    env_names: dict[str, int] = {}
+    for i, env in enumerate(raw["environments"]):
+        if env["name"] in env_names:
+            add(("environments", i, "name"), f"environment {env['name']!r} is defined twice", "duplicate")
+        env_names.setdefault(env["name"], i)
+        if env["name"] in RESERVED_DIRS:
+            add(("environments", i, "name"), f"{env['name']!r} is reserved for the repo's own folders", "reserved")
+    placements = {}
+    for i, env in enumerate(raw["environments"]):
+        key = (env.get("server", raw["cluster"].get("server")), env["namespace"])
+        if key in placements:
+            add(("environments", i, "namespace"),
+                f"namespace {env['namespace']!r} is already used by environment {placements[key]!r} on the same "
+                "cluster; their InferenceServices would overwrite each other", "duplicate")
+        placements.setdefault(key, env["name"])
+    raw_mode = raw["cluster"].get("kserveDeploymentMode", "Serverless")
+    if raw_mode == "RawDeployment":
+        for i, env in enumerate(raw["environments"]):
+            if env.get("scaleToZero"):
+                add(("environments", i, "scaleToZero"),
+                    "scale-to-zero needs KServe's Serverless mode (Knative); cluster.kserveDeploymentMode is "
+                    "RawDeployment, where minReplicas 0 is not supported", "scale-to-zero")
+
+    needs_pipelines = False
+    seen_models: set[str] = set()
+    for i, model in enumerate(raw["models"]):
+        where = ("models", i)
+        if model["name"] in seen_models:
+            add((*where, "name"), f"model {model['name']!r} is defined twice", "duplicate")
+        seen_models.add(model["name"])
+        for j, env in enumerate(model.get("environments", [])):
+            if env not in env_names:
+                add((*where, "environments", j), f"unknown environment {env!r}", "reference")
+        for env in model.get("overrides", {}):
+            if env not in env_names:
+                add((*where, "overrides", env), f"unknown environment {env!r}", "reference")
+        for path, rep in [((*where, "replicas"), model["replicas"])] + [
+            ((*where, "overrides", e, "replicas"), o["replicas"]) for e, o in model.get("overrides", {}).items()
+            if "replicas" in o
+        ]:
+            if rep["min"] > rep["max"]:
+                add((*path, "min"), f"min ({rep['min']}) is greater than max ({rep['max']})", "replicas")
+            if rep["min"] == 0 and raw_mode == "RawDeployment":
+                add((*path, "min"), "minReplicas 0 needs KServe's Serverless mode; cluster.kserveDeploymentMode "
+                    "is RawDeployment", "scale-to-zero")
+        drift = model.get("drift")
+        if drift:
+            err = cron_error(drift["schedule"])
+            if err:
+                add((*where, "drift", "schedule"), f"invalid cron schedule {drift['schedule']!r}: {err}", "cron")
+            if drift["action"] == "retrain":
+                needs_pipelines = True
+                if "retrain" not in model:
+                    add((*where, "drift", "action"), "action 'retrain' needs the model's 'retrain' section "
+                        "(which pipeline to submit)", "reference")
+        retrain = model.get("retrain")
+        if retrain and "schedule" in retrain:
+            err = cron_error(retrain["schedule"])
+            if err:
+                add((*where, "retrain", "schedule"), f"invalid cron schedule {retrain['schedule']!r}: {err}", "cron")
+        if retrain:
+            needs_pipelines = True
+    if needs_pipelines and "pipelines" not in raw:
+        add(("pipelines",), "models retrain on drift, so 'pipelines.endpoint' (where runs are submitted) is "
+            "required", "reference")
+    for i, budget in enumerate(raw["karpenter"].get("disruption", {}).get("budgets", [])):
+        if "schedule" in budget and (err := cron_error(budget["schedule"])):
+            add(("karpenter", "disruption", "budgets", i, "schedule"), f"invalid cron schedule: {err}", "cron")
+    if "blueprints" in raw and not (root / raw["blueprints"]).is_dir():
+        add(("blueprints",), f"blueprint folder {raw['blueprints']!r} does not exist", "reference")
+    return problems
+
+
+def parse_catalog(text: str, source: str, root: Path) -> Catalog:
+    """Validate catalog text; raise :class:`InvalidInput` listing every problem found."""
+    doc = yamlio.load(text, source)
+    raw = yamlio.to_plain(doc)
+    if not isinstance(raw, dict):
+        raise InvalidInput([Problem(source, 1, "$", f"expected a mapping, got {type(raw).__name__}")])
+    problems = check(raw, catalog_validator(), source, doc)
+    if problems:
+        raise InvalidInput(problems)
+    problems = _semantic_problems(raw, doc, source, root)
+    if problems:
+        raise InvalidInput(sorted(problems, key=lambda p: (p.line or 0, p.path)))
+    return _build(raw, source, root)
+
+
+def load_catalog(path: Path, source: str | None = None) -> Catalog:
+    """Read and validate a catalog file. ``source`` is the name shown in messages."""
+    name = source or str(path)
+    return parse_catalog(yamlio.read_text(path, name), name, path.resolve().parent)

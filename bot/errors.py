@@ -1,0 +1,106 @@
+"""The error tree every releasebot module raises from, and the retry bit callers act on.
+
+::
+
+    ReleasebotError
+    ├── ConfigError              permanent: bad catalog, blueprint or manifest; shown with file/line/path
+    │   ├── YamlError            the YAML itself is refused (syntax, hostile shape, duplicate keys)
+    │   └── InvalidInput         a list of located Problems found together
+    ├── UpstreamError            an external system failed
+    │   ├── TransientUpstreamError   5xx, 429, timeouts: retry with backoff
+    │   └── PermanentUpstreamError   4xx and refusals: retrying will not help
+    ├── ConflictError            the base moved under us: re-plan and try again
+    └── SecurityError            bad signature, path escape, forbidden input
+
+Adapters chain the library's own exception (``raise ... from exc``) so nothing is lost, and keep
+secrets out of messages. This module deliberately holds no formatting for any one output channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is: a file, a 1-based line when known, and a JSON path such as ``$.spec.x``."""
+
+    file: str
+    line: int | None = None
+    path: str = "$"
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return where if self.path == "$" else f"{where}: {self.path}"
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One located finding. ``rule`` is a stable short code for machines (``--output json``)."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+    rule: str = "schema"
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "path": self.path, "message": self.message, "rule": self.rule}
+
+
+class ReleasebotError(Exception):
+    """Base of everything releasebot raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigError(ReleasebotError):
+    """Input a person wrote is wrong. Never retryable; the message says where and what was expected."""
+
+    def __init__(self, message: str, location: Location | None = None) -> None:
+        self.message = message
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class YamlError(ConfigError):
+    """A YAML document is refused before any of it is used."""
+
+
+class InvalidInput(ConfigError):
+    """Several located problems at once (a catalog, a blueprint), reported together."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class UpstreamError(ReleasebotError):
+    """An external system (MLflow, GitHub, git, Kubernetes) did not do what we asked."""
+
+
+class TransientUpstreamError(UpstreamError):
+    retryable = True
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        self.delay = delay
+        super().__init__(message)
+
+
+class PermanentUpstreamError(UpstreamError):
+    """Retrying the same request will fail the same way."""
+
+
+class ConflictError(ReleasebotError):
+    """Someone else changed what we were about to change; re-plan from fresh state."""
+
+    retryable = True
+
+
+class SecurityError(ReleasebotError):
+    """Refused for safety: a bad signature, a path that escapes its root, a forbidden construct."""

@@ -1,0 +1,356 @@
+"""Guarded YAML input and byte-stable YAML output.
+
+Every YAML file releasebot reads (catalogs, blueprints, manifests) comes through :func:`load`,
+which refuses hostile or ambiguous input *before* ruamel builds anything from it:
+
+* files over :data:`MAX_BYTES`;
+* nesting deeper than :data:`MAX_DEPTH` (ruamel's composer recurses and its scanner is quadratic
+  in flow depth, so a 10,000-deep ``[[[[`` would take a minute; a raw pre-scan stops it first);
+* aliases that expand beyond :data:`MAX_EXPANDED_NODES` (billion laughs);
+* tags outside the YAML core schema (``!!python/object`` and friends, custom ``!tags``);
+* duplicate keys, and more or fewer documents than expected.
+
+Output goes through :func:`dump`, configured so that a round trip is byte-identical apart from
+the values we changed: quotes, comments, key order and indentation survive. Values releasebot
+writes pass through :func:`quote_ambiguous` first, so a string that YAML 1.1 readers (Kubernetes,
+Argo CD) would take for a boolean or number (``yes``, ``on``, ``0755``) is quoted.
+
+This module knows nothing about catalogs or Kubernetes; it only loads, dumps and locates.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    NodeEvent,
+    ScalarEvent,
+)
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+from bot.errors import Location, YamlError
+
+MAX_BYTES = 2 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 100_000
+
+_CORE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+PathElem = str | int
+JsonPath = tuple[PathElem, ...]
+
+
+def format_path(path: Sequence[PathElem]) -> str:
+    """``("spec", "containers", 0, "image")`` -> ``$.spec.containers[0].image``."""
+    out = "$"
+    for elem in path:
+        if isinstance(elem, int):
+            out += f"[{elem}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", elem):
+            out += f".{elem}"
+        else:
+            out += "[" + repr(elem) + "]"
+    return out
+
+
+# --- input -----------------------------------------------------------------------------------
+
+
+def _flow_depth_prescan(text: str, source: str) -> None:
+    """Refuse deep flow nesting without running ruamel's scanner, which is quadratic in it.
+
+    A deliberately simple lexer: counts ``[``/``{`` that can open a flow collection, skipping
+    quoted strings inside flow context and comments. It can only over-count (a bracket in a
+    block scalar), never miss real flow nesting.
+    """
+    depth = 0
+    line = 1
+    quote = ""
+    prev = "\n"
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+        if quote:
+            if ch == quote:
+                if quote == "'" and i + 1 < n and text[i + 1] == "'":
+                    i += 1
+                elif quote == '"' and text[i - 1] == "\\":
+                    pass
+                else:
+                    quote = ""
+        elif ch == "#" and prev in " \t\n":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif depth > 0 and ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            opens = depth > 0 or text[:i].rstrip(" \t")[-1:] in ("", "\n", ":", "-", "?", ",")
+            if opens:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise YamlError(
+                        f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source, line)
+                    )
+        elif ch in "]}" and depth > 0:
+            depth -= 1
+        prev = ch
+        i += 1
+
+
+def _event_scan(text: str, source: str, documents: int | None) -> None:
+    """Walk parser events once: depth, alias expansion, tags and document count."""
+    depth = 0
+    expanded = 0
+    docs = 0
+    open_sizes: list[list[Any]] = []  # [anchor, expanded size so far]
+    anchor_sizes: dict[str, int] = {}
+
+    def add(size: int, line: int) -> None:
+        nonlocal expanded
+        expanded += size
+        if open_sizes:
+            open_sizes[-1][1] += size
+        if expanded > MAX_EXPANDED_NODES:
+            raise YamlError(
+                f"aliases expand to more than {MAX_EXPANDED_NODES} nodes (a 'billion laughs' document?)",
+                Location(source, line),
+            )
+
+    for ev in YAML(typ="rt").parse(io.StringIO(text)):
+        line = ev.start_mark.line + 1 if ev.start_mark else None
+        if isinstance(ev, DocumentStartEvent):
+            docs += 1
+            if documents is not None and docs > documents:
+                raise YamlError(
+                    f"expected {documents} YAML document, found another one starting here",
+                    Location(source, line),
+                )
+        if isinstance(ev, NodeEvent) and not isinstance(ev, AliasEvent):
+            tag = ev.tag
+            tag_str = getattr(tag, "value", tag) if tag is not None else None
+            if tag_str is not None and tag_str not in _CORE_TAGS and tag_str != "!":
+                raise YamlError(
+                    f"YAML tag {tag_str!r} is refused: only the core schema (str, int, float, bool, "
+                    "null, map, seq) is allowed",
+                    Location(source, line),
+                )
+        if isinstance(ev, AliasEvent):
+            add(anchor_sizes.get(ev.anchor, 1), line or 0)
+        elif isinstance(ev, ScalarEvent):
+            add(1, line or 0)
+            if ev.anchor:
+                anchor_sizes[ev.anchor] = 1
+        elif isinstance(ev, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlError(f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source, line))
+            add(1, line or 0)
+            open_sizes.append([ev.anchor, 0])
+        elif isinstance(ev, CollectionEndEvent):
+            depth -= 1
+            anchor, size = open_sizes.pop()
+            if open_sizes:
+                open_sizes[-1][1] += size
+            if anchor:
+                anchor_sizes[anchor] = size + 1
+    if documents is not None and docs < documents:
+        raise YamlError("the file holds no YAML document", Location(source, 1))
+
+
+def _mark_location(source: str, exc: MarkedYAMLError) -> Location:
+    mark = exc.problem_mark or exc.context_mark
+    return Location(source, mark.line + 1 if mark else None)
+
+
+Style = tuple[int, int, int]  # ruamel's (mapping, sequence, offset) indentation
+DEFAULT_STYLE: Style = (2, 4, 2)
+
+
+def guess_style(text: str) -> Style:
+    """The indentation a file already uses, so that dumping it again moves nothing.
+
+    ruamel applies one indentation to a whole file; a file written as ``key:\n- item`` would be
+    re-indented wholesale if we dumped it with our default. Mixed styles fall back to the first seen.
+    """
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    mapping = offset = None
+    for above, below in zip(lines, lines[1:], strict=False):
+        if not above.rstrip().endswith(":"):
+            continue
+        key_col = len(above) - len(above.lstrip(" -"))
+        below_col = len(below) - len(below.lstrip(" "))
+        body = below.lstrip(" ")
+        if body.startswith("- ") or body == "-":
+            if offset is None and below_col >= key_col:
+                offset = below_col - key_col
+        elif mapping is None and below_col > key_col:
+            mapping = below_col - key_col
+        if mapping is not None and offset is not None:
+            break
+    mapping = mapping or DEFAULT_STYLE[0]
+    offset = DEFAULT_STYLE[2] if offset is None else offset
+    return (mapping, offset + 2, offset)
+
+
+def _yaml(style: Style = DEFAULT_STYLE) -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.indent(mapping=style[0], sequence=style[1], offset=style[2])
+    # Never fold long strings (URIs, JSON bodies): a fold is a diff nobody asked for.
+    y.width = 4096
+    return y
+
+
+def load(text: str, source: str) -> Any:
+    """Load exactly one YAML document round-trip (comments kept), refusing hostile input."""
+    docs = list(_load(text, source, documents=1))
+    return docs[0]
+
+
+def load_all(text: str, source: str) -> list[Any]:
+    """Load every document of a multi-document file (same guards, any number of documents)."""
+    return list(_load(text, source, documents=None))
+
+
+def _load(text: str, source: str, documents: int | None) -> Iterator[Any]:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise YamlError(f"file is larger than {MAX_BYTES // 1024} KiB", Location(source))
+    _flow_depth_prescan(text, source)
+    try:
+        _event_scan(text, source, documents)
+        if documents == 1:
+            yield _yaml().load(text)
+        else:
+            yield from _yaml().load_all(text)
+    except YamlError:
+        raise
+    except DuplicateKeyError as exc:
+        key = re.search(r'found duplicate key "([^"]*)"', str(exc))
+        name = key.group(1) if key else "?"
+        raise YamlError(f"duplicate key {name!r}", _mark_location(source, exc)) from None
+    except MarkedYAMLError as exc:
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlError(f"invalid YAML: {problem}", _mark_location(source, exc)) from None
+    except YAMLError as exc:
+        raise YamlError(f"invalid YAML: {exc}", Location(source)) from None
+    except RecursionError:
+        raise YamlError("document too deeply nested", Location(source)) from None
+
+
+def read_text(path: Path, source: str | None = None) -> str:
+    """A YAML file's text, refused when unreadable, too large or not UTF-8."""
+    name = source or str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise YamlError(f"cannot read file: {exc.strerror}", Location(name)) from None
+    if len(raw) > MAX_BYTES:
+        raise YamlError(f"file is larger than {MAX_BYTES // 1024} KiB", Location(name))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlError(f"file is not UTF-8 (byte {exc.start})", Location(name)) from None
+
+
+def load_file(path: Path, source: str | None = None) -> Any:
+    """:func:`load` on a file; ``source`` is the name used in messages (default: the path)."""
+    return load(read_text(path, source), source or str(path))
+
+
+# --- output ----------------------------------------------------------------------------------
+
+# Plain strings that YAML 1.1 readers (Kubernetes' sigs.k8s.io/yaml, Argo CD) would turn into
+# booleans or numbers although YAML 1.2 (ruamel's default) keeps them as strings.
+_YAML11_AMBIGUOUS = re.compile(
+    r"(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF"
+    r"|[-+]?0[0-7_]+|[-+]?0b[01_]+|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"
+    r"|[-+]?[0-9][0-9_]*_[0-9_]*)"
+)
+
+
+def quote_ambiguous(node: Any) -> Any:
+    """Wrap strings a YAML 1.1 reader would mistake for booleans or numbers in double quotes.
+
+    Applied to values releasebot writes, never to a whole existing file: a person's unquoted
+    ``yes`` elsewhere in a manifest is theirs to keep.
+    """
+    if isinstance(node, dict):
+        for k in list(node):
+            node[k] = quote_ambiguous(node[k])
+        return node
+    if isinstance(node, list):
+        for i, v in enumerate(node):
+            node[i] = quote_ambiguous(v)
+        return node
+    if type(node) is str and _YAML11_AMBIGUOUS.fullmatch(node):
+        return DoubleQuotedScalarString(node)
+    return node
+
+
+def dump(doc: Any, style: Style = DEFAULT_STYLE) -> str:
+    """Serialise one document with the settings that make round trips byte-stable.
+
+    Pass the :func:`guess_style` of the file the document came from when writing it back.
+    """
+    buf = io.StringIO()
+    _yaml(style).dump(doc, buf)
+    return buf.getvalue()
+
+
+# --- navigation ------------------------------------------------------------------------------
+
+
+def line_of(doc: Any, path: Sequence[PathElem]) -> int | None:
+    """1-based line of the deepest node on ``path`` that exists in a round-trip document."""
+    line: int | None = 1
+    node = doc
+    for elem in path:
+        try:
+            if isinstance(node, CommentedMap) and elem in node:
+                line = node.lc.key(elem)[0] + 1
+                node = node[elem]
+            elif isinstance(node, CommentedSeq) and isinstance(elem, int) and 0 <= elem < len(node):
+                line = node.lc.item(elem)[0] + 1
+                node = node[elem]
+            else:
+                break
+        except (KeyError, IndexError, TypeError):
+            break
+    return line
+
+
+def to_plain(node: Any) -> Any:
+    """ruamel round-trip objects -> plain dict/list/str/int/float/bool/None (for JSON Schema)."""
+    if isinstance(node, dict):
+        return {str(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    # ruamel's ScalarBoolean subclasses int; its repr tells it apart.
+    if type(node).__name__ == "ScalarBoolean":
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    if type(node).__name__ == "TaggedScalar":  # an explicit core tag such as ``!!str 5``
+        return str(node.value)
+    return node
