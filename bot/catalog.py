@@ -226,8 +226,11 @@ def _resources(raw: dict[str, Any] | None) -> Resources | None:
         return None
     limits = raw.get("limits", {})
     return Resources(
-        cpu=raw["cpu"], memory=raw["memory"], gpus=raw.get("gpus", 0),
-        limit_cpu=limits.get("cpu"), limit_memory=limits.get("memory"),
+        cpu=raw["cpu"],
+        memory=raw["memory"],
+        gpus=raw.get("gpus", 0),
+        limit_cpu=limits.get("cpu"),
+        limit_memory=limits.get("memory"),
     )
 
 
@@ -235,8 +238,10 @@ def _component(raw: dict[str, Any] | None) -> Component | None:
     if raw is None:
         return None
     return Component(
-        image=raw["image"], args=tuple(raw.get("args", ())),
-        env=tuple(sorted(raw.get("env", {}).items())), resources=_resources(raw.get("resources")),
+        image=raw["image"],
+        args=tuple(raw.get("args", ())),
+        env=tuple(sorted(raw.get("env", {}).items())),
+        resources=_resources(raw.get("resources")),
     )
 
 
@@ -247,8 +252,12 @@ def _data(raw: Any) -> DataRef | None:
 def _model(raw: dict[str, Any]) -> Model:
     s = raw["serving"]
     serving = Serving(
-        format=s.get("format"), runtime=s.get("runtime"), protocol_version=s.get("protocolVersion"),
-        image=s.get("image"), args=tuple(s.get("args", ())), env=tuple(sorted(s.get("env", {}).items())),
+        format=s.get("format"),
+        runtime=s.get("runtime"),
+        protocol_version=s.get("protocolVersion"),
+        image=s.get("image"),
+        args=tuple(s.get("args", ())),
+        env=tuple(sorted(s.get("env", {}).items())),
     )
     ex = raw.get("explainer")
     explainer = None
@@ -264,9 +273,12 @@ def _model(raw: dict[str, Any]) -> Model:
     drift = None
     if d is not None:
         drift = Drift(
-            schedule=d["schedule"], current=_data(d["current"]), action=d["action"],
+            schedule=d["schedule"],
+            current=_data(d["current"]),
+            action=d["action"],
             reference=_data(d.get("reference", "training")),
-            dataset_drift_share=d.get("datasetDriftShare", 0.5), method=d.get("method"),
+            dataset_drift_share=d.get("datasetDriftShare", 0.5),
+            method=d.get("method"),
             threshold=d.get("threshold"),
             columns=tuple((c, v.get("method"), v.get("threshold")) for c, v in sorted(d.get("columns", {}).items())),
             sample=d.get("sample", 100_000),
@@ -276,17 +288,25 @@ def _model(raw: dict[str, Any]) -> Model:
     retrain = None
     if r is not None:
         retrain = Retrain(
-            pipeline_id=r["pipelineId"], pipeline_version_id=r.get("pipelineVersionId"),
-            experiment_id=r.get("experimentId"), schedule=r.get("schedule", "0 3 * * *"),
+            pipeline_id=r["pipelineId"],
+            pipeline_version_id=r.get("pipelineVersionId"),
+            experiment_id=r.get("experimentId"),
+            schedule=r.get("schedule", "0 3 * * *"),
             parameters=tuple(sorted(r.get("parameters", {}).items())),
         )
     auto = raw.get("autoscaling")
     return Model(
-        name=ModelName(raw["name"]), registered_model=raw["registeredModel"], serving=serving,
-        resources=_resources(raw["resources"]), replicas=Replicas(**raw["replicas"]),
+        name=ModelName(raw["name"]),
+        registered_model=raw["registeredModel"],
+        serving=serving,
+        resources=_resources(raw["resources"]),
+        replicas=Replicas(**raw["replicas"]),
         description=raw.get("description"),
         autoscaling=(auto["metric"], auto["target"]) if auto else None,
-        transformer=_component(raw.get("transformer")), explainer=explainer, drift=drift, retrain=retrain,
+        transformer=_component(raw.get("transformer")),
+        explainer=explainer,
+        drift=drift,
+        retrain=retrain,
         environments=tuple(EnvName(e) for e in raw["environments"]) if "environments" in raw else None,
         overrides={
             EnvName(k): (Replicas(**v["replicas"]) if "replicas" in v else None, _resources(v.get("resources")))
@@ -301,18 +321,24 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
     k = raw["karpenter"]
     dis = k.get("disruption", {})
     karpenter = Karpenter(
-        node_role=k["nodeRole"], ami_alias=k.get("amiAlias", "al2023@latest"),
+        node_role=k["nodeRole"],
+        ami_alias=k.get("amiAlias", "al2023@latest"),
         instance_categories=tuple(k.get("instanceCategories", ("c", "m", "r"))),
         gpu_instance_families=tuple(k.get("gpuInstanceFamilies", ("g5", "g6"))),
-        capacity_types=tuple(k.get("capacityTypes", ("on-demand",))), headroom=float(k.get("headroom", 1.2)),
+        capacity_types=tuple(k.get("capacityTypes", ("on-demand",))),
+        headroom=float(k.get("headroom", 1.2)),
         consolidation_policy=dis.get("consolidationPolicy", "WhenEmptyOrUnderutilized"),
         consolidate_after=dis.get("consolidateAfter", "5m"),
         budgets=tuple(tuple(b.items()) for b in dis.get("budgets", [{"nodes": "10%"}])),
     )
     envs = tuple(
         Environment(
-            name=EnvName(e["name"]), alias=e["alias"], namespace=e["namespace"], write_back=e["writeBack"],
-            server=e.get("server", server), auto_merge=e.get("autoMerge", False),
+            name=EnvName(e["name"]),
+            alias=e["alias"],
+            namespace=e["namespace"],
+            write_back=e["writeBack"],
+            server=e.get("server", server),
+            auto_merge=e.get("autoMerge", False),
             scale_to_zero=e.get("scaleToZero", False),
             reviewer_users=tuple(e.get("reviewers", {}).get("users", ())),
             reviewer_teams=tuple(e.get("reviewers", {}).get("teams", ())),
@@ -325,13 +351,19 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
     )
     owners = raw["repository"].get("catalogOwners", {})
     return Catalog(
-        source=source, root=root, tracking_uri=raw["registry"]["trackingUri"],
+        source=source,
+        root=root,
+        tracking_uri=raw["registry"]["trackingUri"],
         storage_uri_map=tuple(raw["registry"].get("storageUriMap", {}).items()),
-        repo_url=raw["repository"]["url"], branch=raw["repository"].get("branch", "main"),
-        catalog_owner_users=tuple(owners.get("users", ())), catalog_owner_teams=tuple(owners.get("teams", ())),
-        cluster_name=cluster["name"], cluster_server=server,
+        repo_url=raw["repository"]["url"],
+        branch=raw["repository"].get("branch", "main"),
+        catalog_owner_users=tuple(owners.get("users", ())),
+        catalog_owner_teams=tuple(owners.get("teams", ())),
+        cluster_name=cluster["name"],
+        cluster_server=server,
         kubernetes_version=cluster.get("kubernetesVersion", "1.30"),
-        kserve_mode=cluster.get("kserveDeploymentMode", "Serverless"), karpenter=karpenter,
+        kserve_mode=cluster.get("kserveDeploymentMode", "Serverless"),
+        karpenter=karpenter,
         argocd_namespace=raw.get("argocd", {}).get("namespace", "argocd"),
         argocd_project=raw.get("argocd", {}).get("project", "releasebot"),
         bot_image=raw.get("bot", {}).get("image", DEFAULT_BOT_IMAGE),
@@ -339,7 +371,8 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         pipelines_endpoint=raw.get("pipelines", {}).get("endpoint"),
         pipelines_image=raw.get("pipelines", {}).get("image", DEFAULT_CURL_IMAGE),
         blueprints=(root / raw["blueprints"]) if "blueprints" in raw else None,
-        environments=envs, models=tuple(_model(m) for m in raw["models"]),
+        environments=envs,
+        models=tuple(_model(m) for m in raw["models"]),
     )
 
 
@@ -363,17 +396,23 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
     for i, env in enumerate(raw["environments"]):
         key = (env.get("server", raw["cluster"].get("server")), env["namespace"])
         if key in placements:
-            add(("environments", i, "namespace"),
+            add(
+                ("environments", i, "namespace"),
                 f"namespace {env['namespace']!r} is already used by environment {placements[key]!r} on the same "
-                "cluster; their InferenceServices would overwrite each other", "duplicate")
+                "cluster; their InferenceServices would overwrite each other",
+                "duplicate",
+            )
         placements.setdefault(key, env["name"])
     raw_mode = raw["cluster"].get("kserveDeploymentMode", "Serverless")
     if raw_mode == "RawDeployment":
         for i, env in enumerate(raw["environments"]):
             if env.get("scaleToZero"):
-                add(("environments", i, "scaleToZero"),
+                add(
+                    ("environments", i, "scaleToZero"),
                     "scale-to-zero needs KServe's Serverless mode (Knative); cluster.kserveDeploymentMode is "
-                    "RawDeployment, where minReplicas 0 is not supported", "scale-to-zero")
+                    "RawDeployment, where minReplicas 0 is not supported",
+                    "scale-to-zero",
+                )
 
     needs_pipelines = False
     seen_models: set[str] = set()
@@ -389,14 +428,18 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
             if env not in env_names:
                 add((*where, "overrides", env), f"unknown environment {env!r}", "reference")
         for path, rep in [((*where, "replicas"), model["replicas"])] + [
-            ((*where, "overrides", e, "replicas"), o["replicas"]) for e, o in model.get("overrides", {}).items()
+            ((*where, "overrides", e, "replicas"), o["replicas"])
+            for e, o in model.get("overrides", {}).items()
             if "replicas" in o
         ]:
             if rep["min"] > rep["max"]:
                 add((*path, "min"), f"min ({rep['min']}) is greater than max ({rep['max']})", "replicas")
             if rep["min"] == 0 and raw_mode == "RawDeployment":
-                add((*path, "min"), "minReplicas 0 needs KServe's Serverless mode; cluster.kserveDeploymentMode "
-                    "is RawDeployment", "scale-to-zero")
+                add(
+                    (*path, "min"),
+                    "minReplicas 0 needs KServe's Serverless mode; cluster.kserveDeploymentMode is RawDeployment",
+                    "scale-to-zero",
+                )
         drift = model.get("drift")
         if drift:
             err = cron_error(drift["schedule"])
@@ -405,8 +448,11 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
             if drift["action"] == "retrain":
                 needs_pipelines = True
                 if "retrain" not in model:
-                    add((*where, "drift", "action"), "action 'retrain' needs the model's 'retrain' section "
-                        "(which pipeline to submit)", "reference")
+                    add(
+                        (*where, "drift", "action"),
+                        "action 'retrain' needs the model's 'retrain' section (which pipeline to submit)",
+                        "reference",
+                    )
         retrain = model.get("retrain")
         if retrain and "schedule" in retrain:
             err = cron_error(retrain["schedule"])
@@ -415,8 +461,11 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
         if retrain:
             needs_pipelines = True
     if needs_pipelines and "pipelines" not in raw:
-        add(("pipelines",), "models retrain on drift, so 'pipelines.endpoint' (where runs are submitted) is "
-            "required", "reference")
+        add(
+            ("pipelines",),
+            "models retrain on drift, so 'pipelines.endpoint' (where runs are submitted) is required",
+            "reference",
+        )
     for i, budget in enumerate(raw["karpenter"].get("disruption", {}).get("budgets", [])):
         if "schedule" in budget and (err := cron_error(budget["schedule"])):
             add(("karpenter", "disruption", "budgets", i, "schedule"), f"invalid cron schedule: {err}", "cron")

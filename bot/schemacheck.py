@@ -75,8 +75,12 @@ def _describe(err: ValidationError) -> list[tuple[JsonPath, str]]:
         branches = schema.get(v, [])
         types = [b.get("type") for b in branches if isinstance(b, dict) and "type" in b]
         if types and len(types) == len(branches):
-            return [(path, f"expected {' or '.join(map(str, types))}, got {_type_name(err.instance)} "
-                           f"{_short(err.instance)}")]
+            return [
+                (
+                    path,
+                    f"expected {' or '.join(map(str, types))}, got {_type_name(err.instance)} {_short(err.instance)}",
+                )
+            ]
         best = jsonschema.exceptions.best_match(err.context) if err.context else None
         if best is not None:
             return _describe(best)

@@ -21,6 +21,7 @@ This module knows nothing about catalogs or Kubernetes; it only loads, dumps and
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -103,9 +104,7 @@ def _flow_depth_prescan(text: str, source: str) -> None:
             if opens:
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise YamlError(
-                        f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source, line)
-                    )
+                    raise YamlError(f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source, line))
         elif ch in "]}" and depth > 0:
             depth -= 1
         prev = ch
@@ -189,7 +188,7 @@ def guess_style(text: str) -> Style:
     """
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     mapping = offset = None
-    for above, below in zip(lines, lines[1:], strict=False):
+    for above, below in itertools.pairwise(lines):
         if not above.rstrip().endswith(":"):
             continue
         key_col = len(above) - len(above.lstrip(" -"))

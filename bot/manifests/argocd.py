@@ -1,0 +1,49 @@
+"""Argo CD: the AppProject (least privilege) and the ApplicationSet (one Application per environment).
+
+The project admits only this repository as a source, only the environments' namespaces as
+destinations, and only the kinds releasebot generates. The ApplicationSet syncs each environment
+folder automatically with prune and selfHeal, so Git is the only way in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.blueprints import BlueprintSet
+from bot.catalog import Catalog
+from bot.manifests.ownership import Owned
+
+APPPROJECT_CATALOG_OWNED = [
+    Owned(("metadata", "name")),
+    Owned(("metadata", "namespace")),
+    Owned(("spec", "sourceRepos")),
+    Owned(("spec", "destinations")),
+]
+APPLICATIONSET_CATALOG_OWNED = [
+    Owned(("metadata", "name")),
+    Owned(("metadata", "namespace")),
+    Owned(("spec", "generators")),
+    Owned(("spec", "template", "metadata", "name")),
+    Owned(("spec", "template", "spec", "project")),
+    Owned(("spec", "template", "spec", "source", "repoURL")),
+    Owned(("spec", "template", "spec", "source", "targetRevision")),
+]
+
+
+def _values(cat: Catalog) -> dict[str, Any]:
+    return {
+        "argocd.project": cat.argocd_project,
+        "argocd.namespace": cat.argocd_namespace,
+        "repository.url": cat.repo_url,
+        "repository.branch": cat.branch,
+        "argocd.destinations": [{"server": e.server, "namespace": e.namespace} for e in cat.environments],
+        "argocd.elements": [{"env": e.name, "namespace": e.namespace, "server": e.server} for e in cat.environments],
+    }
+
+
+def appproject(cat: Catalog, bp: BlueprintSet) -> Any:
+    return bp.render("argocd/appproject.yaml", _values(cat))
+
+
+def applicationset(cat: Catalog, bp: BlueprintSet) -> Any:
+    return bp.render("argocd/applicationset.yaml", _values(cat))

@@ -1,0 +1,120 @@
+"""The two CronJobs of a model in an environment: the drift check and the retraining trigger.
+
+The drift check runs ``releasebot drift run`` with the bot's image; everything it needs is in its
+arguments, so the job does not need this repository. The retrain job submits the model's
+training pipeline to the catalog's pipelines endpoint; it is created suspended, and its
+``spec.suspend`` belongs to the drift policy, not to the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.blueprints import BlueprintSet
+from bot.catalog import Catalog, Environment, Model
+from bot.manifests.ownership import Owned, Sel
+
+DRIFT = Sel("name", "drift-check")
+SUBMIT = Sel("name", "submit-run")
+_POD = ("spec", "jobTemplate", "spec", "template", "spec")
+
+_COMMON = [
+    Owned(("metadata", "name")),
+    Owned(("metadata", "namespace")),
+    Owned(("metadata", "labels", "releasebot.dev/environment")),
+    Owned(("spec", "schedule")),
+]
+DRIFT_CATALOG_OWNED = [
+    *_COMMON,
+    Owned((*_POD, "containers", DRIFT, "image")),
+    Owned((*_POD, "containers", DRIFT, "args")),
+    Owned((*_POD, "containers", DRIFT, "resources")),
+    Owned((*_POD, "containers", DRIFT, "env", Sel("name", "MLFLOW_TRACKING_URI"), "value")),
+]
+RETRAIN_CATALOG_OWNED = [
+    *_COMMON,
+    Owned((*_POD, "containers", SUBMIT, "image")),
+    Owned((*_POD, "containers", SUBMIT, "args")),
+]
+DRIFT_OWNED = [Owned(("spec", "suspend"))]
+
+
+def drift_args(model: Model, env: Environment) -> list[str]:
+    d = model.drift
+    assert d is not None
+    args = [
+        "releasebot",
+        "drift",
+        "run",
+        "--model",
+        model.name,
+        "--env",
+        env.name,
+        "--registered-model",
+        model.registered_model,
+        "--alias",
+        env.alias,
+        "--current",
+        d.current.uri,
+    ]
+    if d.reference is not None:
+        args += ["--reference", d.reference.uri]
+    args += ["--drift-share", str(d.dataset_drift_share), "--sample", str(d.sample), "--action", d.action]
+    if d.method:
+        args += ["--method", d.method]
+    if d.threshold is not None:
+        args += ["--threshold", str(d.threshold)]
+    for column, method, threshold in d.columns:
+        spec = f"{column}={method or ''}" + (f":{threshold}" if threshold is not None else "")
+        args += ["--column", spec]
+    return args
+
+
+def drift_check(cat: Catalog, env: Environment, model: Model, bp: BlueprintSet) -> Any:
+    assert model.drift is not None
+    return bp.render(
+        "drift-check-cronjob.yaml",
+        {
+            "model.name": model.name,
+            "env.name": env.name,
+            "env.namespace": env.namespace,
+            "drift.schedule": model.drift.schedule,
+            "drift.args": drift_args(model, env),
+            "drift.resources": model.drift.resources.as_k8s(),
+            "bot.image": cat.bot_image,
+            "registry.trackingUri": cat.tracking_uri,
+        },
+    )
+
+
+def retrain_body(model: Model, env: Environment) -> str:
+    """The Kubeflow Pipelines v2 ``CreateRun`` request body, as compact JSON."""
+    r = model.retrain
+    assert r is not None
+    body: dict[str, Any] = {
+        "display_name": f"{model.name}-retrain-{env.name}",
+        "pipeline_version_reference": {"pipeline_id": r.pipeline_id},
+        "runtime_config": {"parameters": dict(r.parameters)},
+    }
+    if r.pipeline_version_id:
+        body["pipeline_version_reference"]["pipeline_version_id"] = r.pipeline_version_id
+    if r.experiment_id:
+        body["experiment_id"] = r.experiment_id
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def retrain(cat: Catalog, env: Environment, model: Model, bp: BlueprintSet) -> Any:
+    assert model.retrain is not None and cat.pipelines_endpoint is not None
+    return bp.render(
+        "retrain-cronjob.yaml",
+        {
+            "model.name": model.name,
+            "env.name": env.name,
+            "env.namespace": env.namespace,
+            "retrain.schedule": model.retrain.schedule,
+            "retrain.body": retrain_body(model, env),
+            "pipelines.image": cat.pipelines_image,
+            "pipelines.endpoint": cat.pipelines_endpoint,
+        },
+    )

@@ -1,0 +1,289 @@
+"""Render: what the environments repo should contain, given the catalog, as a list of file changes.
+
+:func:`plan_render` is directory-in, changes-out and pure apart from the ``read`` callback it is
+given: no git, no network, no clock. For a missing file it renders the blueprint whole; for an
+existing one it loads it round-trip and syncs only the catalog-owned (and capacity-owned) fields,
+so every other byte stays as it was. A file is rewritten only when an owned field changed.
+
+Files under an environment folder that the catalog does not account for are *orphans*: reported,
+and deleted only on request (``prune``), because they may be a person's work.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bot import yamlio
+from bot.blueprints import BlueprintSet
+from bot.catalog import CATALOG_FILE, Catalog
+from bot.manifests import argocd, cronjobs, inferenceservice, karpenter
+from bot.manifests.ownership import Owned, apply_owned
+from bot.resources import schemas_dir
+
+SCHEMA_COPY = ".releasebot/catalog.schema.json"
+WORKFLOW = ".github/workflows/validate.yml"
+CODEOWNERS = "CODEOWNERS"
+REPO_README = "README.md"
+_BEGIN, _END = "# BEGIN releasebot (generated from releasebot.yaml; edit outside this block)", "# END releasebot"
+
+WORKFLOW_OWNED = [
+    Owned(("on", "push", "branches")),
+    Owned(("jobs", "validate", "steps", 2, "run")),
+]
+
+Reader = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One file the catalog asks for."""
+
+    path: str
+    kind: Literal["yaml", "text", "block", "create-only"]
+    content: Any  # a round-trip document for yaml, text otherwise
+    owned: list[Owned] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    action: Literal["create", "update", "delete"]
+    old: str | None
+    new: str | None
+    fields: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.action == "update" and self.fields:
+            return f"update {self.path}: {', '.join(self.fields)}"
+        return f"{self.action} {self.path}"
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    changes: list[FileChange]
+    orphans: list[str]
+
+
+def model_files(cat: Catalog, env_name: str, model_name: str) -> list[str]:
+    model = cat.model(model_name)
+    files = [f"{env_name}/{model_name}/inferenceservice.yaml"]
+    if model.drift:
+        files.append(f"{env_name}/{model_name}/drift-check-cronjob.yaml")
+    if model.retrain:
+        files.append(f"{env_name}/{model_name}/retrain-cronjob.yaml")
+    return files
+
+
+def _codeowners(cat: Catalog) -> str:
+    def owners(users: Iterable[str], teams: Iterable[str]) -> str:
+        return " ".join([f"@{u}" for u in users] + [f"@{t}" for t in teams])
+
+    lines = [_BEGIN]
+    catalog_owners = owners(cat.catalog_owner_users, cat.catalog_owner_teams)
+    if catalog_owners:
+        for path in ("/releasebot.yaml", "/argocd/", "/.github/", "/CODEOWNERS"):
+            lines.append(f"{path} {catalog_owners}")
+    for env in cat.environments:
+        env_owners = owners(env.reviewer_users, env.reviewer_teams)
+        if env_owners:
+            lines.append(f"/{env.name}/ {env_owners}")
+    lines.append(_END)
+    return "\n".join(lines) + "\n"
+
+
+def _readme(cat: Catalog) -> str:
+    envs = ", ".join(f"`{e.name}/` (alias `@{e.alias}`, {e.write_back})" for e in cat.environments)
+    return f"""# Model environments
+
+This repository is the only way a model reaches the `{cat.cluster_name}` cluster. It is generated
+and maintained by releasebot from [`releasebot.yaml`](releasebot.yaml), and Argo CD syncs it.
+
+- Environments, in promotion order: {envs}.
+- `argocd/` holds the AppProject and the ApplicationSet; apply them once
+  (`kubectl apply -n {cat.argocd_namespace} -f argocd/`), and Argo CD takes it from there.
+- Change the catalog by pull request; `releasebot render` brings the manifests in line, and
+  `releasebot validate` checks them against the upstream CRD schemas (CI does both).
+- Fields releasebot owns are rewritten in place; comments and anything else you add survive.
+"""
+
+
+def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
+    """Every file the catalog asks for, with its desired content and owned fields."""
+    out = [
+        Target(SCHEMA_COPY, "text", (schemas_dir() / "catalog.schema.json").read_text()),
+        Target(REPO_README, "create-only", _readme(cat)),
+        Target(CODEOWNERS, "block", _codeowners(cat)),
+        Target(
+            WORKFLOW,
+            "yaml",
+            bp.render(
+                "repo/validate.yml",
+                {
+                    "repository.branch": cat.branch,
+                    "bot.package": cat.bot_package,
+                },
+            ),
+            WORKFLOW_OWNED,
+        ),
+        Target("argocd/appproject.yaml", "yaml", argocd.appproject(cat, bp), argocd.APPPROJECT_CATALOG_OWNED),
+        Target(
+            "argocd/applicationset.yaml", "yaml", argocd.applicationset(cat, bp), argocd.APPLICATIONSET_CATALOG_OWNED
+        ),
+    ]
+    pool_owned = karpenter.NODEPOOL_CATALOG_OWNED + karpenter.CAPACITY_OWNED
+    for env in cat.environments:
+        out.append(
+            Target(
+                f"{env.name}/karpenter/ec2nodeclass.yaml",
+                "yaml",
+                karpenter.ec2nodeclass(cat, env, bp),
+                karpenter.NODECLASS_CATALOG_OWNED,
+            )
+        )
+        out.append(
+            Target(
+                f"{env.name}/karpenter/nodepool.yaml", "yaml", karpenter.nodepool(cat, env, bp, gpu=False), pool_owned
+            )
+        )
+        if karpenter.needs_gpu_pool(cat, env):
+            out.append(
+                Target(
+                    f"{env.name}/karpenter/nodepool-gpu.yaml",
+                    "yaml",
+                    karpenter.nodepool(cat, env, bp, gpu=True),
+                    pool_owned,
+                )
+            )
+        for model in cat.models_in(env):
+            base = f"{env.name}/{model.name}"
+            isvc_path = f"{base}/inferenceservice.yaml"
+            current = read(isvc_path)
+            # The registry's fields are not ours to change: render what the file serves today.
+            storage_uri = (
+                inferenceservice.storage_uri_in(yamlio.load(current, isvc_path)) if current is not None else None
+            )
+            out.append(
+                Target(
+                    isvc_path,
+                    "yaml",
+                    inferenceservice.desired(cat, env, model, bp, storage_uri),
+                    inferenceservice.CATALOG_OWNED,
+                )
+            )
+            if model.drift:
+                out.append(
+                    Target(
+                        f"{base}/drift-check-cronjob.yaml",
+                        "yaml",
+                        cronjobs.drift_check(cat, env, model, bp),
+                        cronjobs.DRIFT_CATALOG_OWNED,
+                    )
+                )
+            if model.retrain:
+                out.append(
+                    Target(
+                        f"{base}/retrain-cronjob.yaml",
+                        "yaml",
+                        cronjobs.retrain(cat, env, model, bp),
+                        cronjobs.RETRAIN_CATALOG_OWNED,
+                    )
+                )
+    return out
+
+
+def _replace_block(old: str, block: str) -> str:
+    if _BEGIN in old and _END in old:
+        head, rest = old.split(_BEGIN, 1)
+        _, tail = rest.split(_END, 1)
+        return head + block.rstrip("\n") + tail
+    return old.rstrip("\n") + ("\n\n" if old.strip() else "") + block
+
+
+def _plan_one(target: Target, old: str | None) -> FileChange | None:
+    if target.kind == "yaml":
+        if old is None:
+            return FileChange(target.path, "create", None, yamlio.dump(target.content))
+        existing = yamlio.load(old, target.path)
+        changed = apply_owned(existing, target.content, target.owned)
+        if not changed:
+            return None
+        new = yamlio.dump(existing, yamlio.guess_style(old))
+        return None if new == old else FileChange(target.path, "update", old, new, tuple(changed))
+    if target.kind == "create-only":
+        return None if old is not None else FileChange(target.path, "create", None, target.content)
+    new = target.content if target.kind == "text" or old is None else _replace_block(old, target.content)
+    if old is None:
+        return FileChange(target.path, "create", None, new)
+    return None if new == old else FileChange(target.path, "update", old, new)
+
+
+def orphans(cat: Catalog, expected: set[str], listing: Iterable[str]) -> list[str]:
+    """Files inside environment folders that the catalog does not account for."""
+    env_names = {e.name for e in cat.environments}
+    found = []
+    for path in listing:
+        parts = path.split("/")
+        if len(parts) < 2 or path in expected:
+            continue
+        if parts[0] in env_names:
+            found.append(path)
+        elif len(parts) == 3 and parts[2] == "inferenceservice.yaml" and not parts[0].startswith("."):
+            found.append(path)  # a whole environment that left the catalog
+    return sorted(found)
+
+
+def plan_render(
+    cat: Catalog, bp: BlueprintSet, read: Reader, listing: Iterable[str], prune: bool = False
+) -> RenderPlan:
+    wanted = targets(cat, bp, read)
+    changes = [c for t in wanted if (c := _plan_one(t, read(t.path))) is not None]
+    orphan_files = orphans(cat, {t.path for t in wanted} | {CATALOG_FILE}, listing)
+    if prune:
+        changes += [FileChange(p, "delete", read(p), None) for p in orphan_files]
+    return RenderPlan(changes, orphan_files)
+
+
+# --- the directory adapter -------------------------------------------------------------------
+
+
+def list_files(root: Path) -> list[str]:
+    """Repo-relative paths of every file, skipping .git."""
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    )
+
+
+def dir_reader(root: Path) -> Reader:
+    def read(rel: str) -> str | None:
+        path = root / rel
+        if not path.is_file():
+            return None
+        return yamlio.read_text(path, rel) if rel.endswith((".yaml", ".yml")) else path.read_text(encoding="utf-8")
+
+    return read
+
+
+def write_changes(root: Path, changes: Iterable[FileChange]) -> None:
+    for change in changes:
+        path = root / change.path
+        if change.action == "delete":
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(change.new or "", encoding="utf-8")
+
+
+def as_json(plan: RenderPlan) -> str:
+    return json.dumps(
+        {
+            "changes": [{"path": c.path, "action": c.action, "fields": list(c.fields)} for c in plan.changes],
+            "orphans": plan.orphans,
+        },
+        indent=2,
+    )
