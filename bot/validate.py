@@ -227,8 +227,10 @@ def validate_repo(root: Path) -> Report:
         if len(docs) != 1:
             problems.append(Problem(rel, 1, "$", f"expected one manifest per file, found {len(docs)}", "shape"))
             continue
-        problems += check_manifest(rel, docs[0], k8s_version)
-        if cat is not None:
+        found = check_manifest(rel, docs[0], k8s_version)
+        problems += found
+        # Where a kind is unknown, so is whether it is namespaced: say nothing about its namespace.
+        if cat is not None and not any(p.rule == "unknown-kind" for p in found):
             problems += _placement_problems(cat, rel, docs[0])
     if cat is not None:
         problems += _cross_file_problems(cat, root, files)
@@ -268,4 +270,5 @@ def _cross_file_problems(cat: Catalog, root: Path, files: Iterable[str]) -> list
 
 def _from_yaml_error(exc: YamlError) -> Problem:
     loc = exc.location
-    return Problem(loc.file if loc else "?", loc.line if loc else None, loc.path if loc else "$", exc.message, "yaml")
+    path = loc.path if loc and loc.path != "$" else ""
+    return Problem(loc.file if loc else "?", loc.line if loc else None, path, exc.message, "yaml")

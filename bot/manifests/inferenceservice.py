@@ -28,19 +28,17 @@ CATALOG_OWNED = [
     Owned(("spec", "predictor", "scaleMetric")),
     Owned(("spec", "predictor", "scaleTarget")),
     Owned(("spec", "predictor", "nodeSelector", "karpenter.sh/nodepool")),
-    Owned(("spec", "predictor", "tolerations")),
+    Owned(("spec", "predictor", "tolerations", Sel("key", "nvidia.com/gpu"))),
     # A model format and a custom image exclude each other: the catalog decides which exists.
     Owned(("spec", "predictor", "model"), "presence"),
     Owned(("spec", "predictor", "model", "modelFormat")),
     Owned(("spec", "predictor", "model", "runtime")),
     Owned(("spec", "predictor", "model", "protocolVersion")),
     Owned(("spec", "predictor", "model", "args")),
-    Owned(("spec", "predictor", "model", "env")),
     Owned(("spec", "predictor", "model", "resources")),
     Owned(("spec", "predictor", "containers"), "presence"),
     Owned(("spec", "predictor", "containers", KSERVE, "image")),
     Owned(("spec", "predictor", "containers", KSERVE, "args")),
-    Owned(("spec", "predictor", "containers", KSERVE, "env")),
     Owned(("spec", "predictor", "containers", KSERVE, "resources")),
     Owned(("spec", "transformer")),
     Owned(("spec", "explainer")),
@@ -51,6 +49,15 @@ REGISTRY_OWNED = [
     Owned(("spec", "predictor", "model", "storageUri")),
     Owned(("spec", "predictor", "containers", KSERVE, "env", Sel("name", STORAGE_URI_ENV), "value")),
 ]
+
+
+def catalog_owned(model: Model) -> list[Owned]:
+    """The fixed paths, plus the environment variables this model's catalog entry declares.
+
+    Variables are owned one by one, by name: a variable a person adds beside them is theirs.
+    """
+    container = ("spec", "predictor", "containers", KSERVE) if model.serving.image else ("spec", "predictor", "model")
+    return CATALOG_OWNED + [Owned((*container, "env", Sel("name", name), "value")) for name, _ in model.serving.env]
 
 
 def storage_uri_in(doc: Any) -> str | None:

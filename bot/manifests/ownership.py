@@ -82,16 +82,19 @@ def show(path: Path) -> str:
 
 def _parent(existing: Any, path: Path, create: bool) -> Any:
     node = existing
-    for elem in path[:-1]:
+    for depth, elem in enumerate(path[:-1]):
         nxt = _step(node, elem)
         if nxt is _MISSING or nxt is None:
             if not create:
                 return _MISSING
+            # What we create depends on how the path goes on: a selector or index needs a list.
+            below = path[depth + 1]
+            fresh: Any = CommentedSeq() if isinstance(below, Sel | int) else CommentedMap()
             if isinstance(elem, Sel):
                 nxt = CommentedMap([(elem.key, elem.value)])
                 node.append(nxt)
             elif isinstance(node, dict):
-                nxt = CommentedMap()
+                nxt = fresh
                 node[elem] = nxt
             else:
                 return _MISSING

@@ -171,7 +171,7 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
                     isvc_path,
                     "yaml",
                     inferenceservice.desired(cat, env, model, bp, storage_uri),
-                    inferenceservice.CATALOG_OWNED,
+                    inferenceservice.catalog_owned(model),
                 )
             )
             if model.drift:
@@ -221,18 +221,29 @@ def _plan_one(target: Target, old: str | None) -> FileChange | None:
     return None if new == old else FileChange(target.path, "update", old, new)
 
 
+# File names releasebot generates inside environment folders. Other files there belong to people.
+GENERATED_NAMES = frozenset(
+    {
+        "inferenceservice.yaml",
+        "drift-check-cronjob.yaml",
+        "retrain-cronjob.yaml",
+        "nodepool.yaml",
+        "nodepool-gpu.yaml",
+        "ec2nodeclass.yaml",
+    }
+)
+
+
 def orphans(cat: Catalog, expected: set[str], listing: Iterable[str]) -> list[str]:
-    """Files inside environment folders that the catalog does not account for."""
-    env_names = {e.name for e in cat.environments}
+    """Generated files the catalog no longer accounts for: a model or environment that left it,
+    a GPU pool no model needs, a CronJob whose policy was removed."""
     found = []
     for path in listing:
         parts = path.split("/")
-        if len(parts) < 2 or path in expected:
+        if path in expected or parts[-1] not in GENERATED_NAMES or parts[0].startswith("."):
             continue
-        if parts[0] in env_names:
+        if len(parts) == 3:
             found.append(path)
-        elif len(parts) == 3 and parts[2] == "inferenceservice.yaml" and not parts[0].startswith("."):
-            found.append(path)  # a whole environment that left the catalog
     return sorted(found)
 
 

@@ -1,0 +1,45 @@
+# The two commands of the README (`make demo`, `make test`) work on a fresh machine with only
+# Python 3.11: each creates .venv and installs releasebot into it first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= demo
+
+.PHONY: install demo test lint format bench environments clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)/environments
+	$(BIN)/releasebot init $(DEMO_DIR)/environments --catalog environments/releasebot.yaml
+	$(BIN)/releasebot validate $(DEMO_DIR)/environments
+	$(BIN)/releasebot render --check $(DEMO_DIR)/environments
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check bot tests
+
+format: $(STAMP)
+	$(BIN)/ruff format bot tests
+	$(BIN)/ruff check --fix .
+
+# Benchmarks are not part of the test run; they print their figures.
+bench: $(STAMP)
+	$(BIN)/pytest tests/benchmarks -o python_files='bench_*.py' -s -q
+
+# Regenerate the example environments repo from its catalog (a test fails when it is stale).
+environments: $(STAMP)
+	$(BIN)/python -m tests.regenerate_environments
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,72 @@
+"""Shared fixtures: the example catalog, a CLI runner, and catalogs built from the example."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot import cli
+from bot.catalog import CATALOG_FILE
+
+PROJECT = Path(__file__).resolve().parent.parent
+EXAMPLE_DIR = PROJECT / "environments"
+EXAMPLE_CATALOG = EXAMPLE_DIR / CATALOG_FILE
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/*/expected")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``releasebot ARGS`` in-process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def example_text() -> str:
+    return EXAMPLE_CATALOG.read_text()
+
+
+@pytest.fixture
+def env_repo(tmp_path: Path, run_cli) -> Path:
+    """A fresh environments repo made by ``releasebot init`` from the example catalog."""
+    target = tmp_path / "envs"
+    result = run_cli("init", target, "--catalog", EXAMPLE_CATALOG)
+    assert result.code == 0, result.err
+    return target
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    }
+
+
+def copy_catalog(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "catalog" / CATALOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -1,0 +1,115 @@
+"""The catalog: the example loads; bad input is refused with file, line and JSON path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.catalog import load_catalog, parse_catalog
+from bot.errors import InvalidInput, YamlError
+from tests.conftest import EXAMPLE_CATALOG
+
+
+def refuse(text: str) -> str:
+    with pytest.raises(InvalidInput) as info:
+        parse_catalog(text, "releasebot.yaml", EXAMPLE_CATALOG.parent)
+    return str(info.value)
+
+
+def line_of(text: str, needle: str, nth: int = 1) -> int:
+    hits = [i + 1 for i, line in enumerate(text.splitlines()) if needle in line]
+    return hits[nth - 1]
+
+
+def test_example_catalog_loads_into_typed_objects() -> None:
+    cat = load_catalog(EXAMPLE_CATALOG)
+    assert [e.name for e in cat.environments] == ["dev", "staging", "production"]
+    fraud = cat.model("fraud-detector")
+    assert fraud.replicas_in(cat.environment("dev")).min == 0  # dev allows scale-to-zero
+    assert fraud.replicas_in(cat.environment("staging")).min == 1  # staging keeps one warm
+    assert fraud.replicas_in(cat.environment("production")).max == 10  # override
+    assert [m.name for m in cat.models_in(cat.environment("dev"))] == ["fraud-detector", "review-sentiment"]
+    assert cat.model("review-sentiment").resources.as_k8s()["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_unknown_catalog_key_is_named_with_line_and_path(example_text: str) -> None:
+    text = example_text.replace("  branch: main\n", "  branch: main\n  brnch: develop\n")
+    message = refuse(text)
+    assert f"releasebot.yaml:{line_of(text, 'brnch')}: $.repository.brnch: unknown field 'brnch'" in message
+
+
+def test_float_cpu_quantity_is_refused(example_text: str) -> None:
+    text = example_text.replace("cpu: 500m", "cpu: 0.5")
+    message = refuse(text)
+    assert f"releasebot.yaml:{line_of(text, 'cpu: 0.5')}: $.models[0].resources.cpu: 0.5 is invalid" in message
+    assert "Floats are refused" in message
+
+
+@pytest.mark.parametrize("bad", ["credit..risk", "credit/risk", "Credit-Risk", "-credit", "x" * 41])
+def test_invalid_model_names_are_refused(example_text: str, bad: str) -> None:
+    text = example_text.replace("- name: credit-risk", f"- name: {bad}")
+    message = refuse(text)
+    assert f"releasebot.yaml:{line_of(text, bad)}: $.models[2].name:" in message
+    assert "RFC 1123 label" in message
+
+
+def test_invalid_cron_in_catalog(example_text: str) -> None:
+    text = example_text.replace('schedule: "15 2 * * *"', 'schedule: "15 25 * * *"')
+    message = refuse(text)
+    assert f":{line_of(text, '15 25')}: $.models[2].drift.schedule: invalid cron schedule" in message
+    assert "hour: 25 is outside 0-23" in message
+
+
+def test_reference_to_unknown_environment(example_text: str) -> None:
+    text = example_text.replace("environments: [staging, production]", "environments: [staging, prod]")
+    assert "$.models[2].environments[1]: unknown environment 'prod'" in refuse(text)
+
+
+def test_min_replicas_above_max(example_text: str) -> None:
+    text = example_text.replace("replicas: {min: 2, max: 10}", "replicas: {min: 12, max: 10}")
+    assert "$.models[0].overrides.production.replicas.min: min (12) is greater than max (10)" in refuse(text)
+
+
+def test_scale_to_zero_needs_serverless(example_text: str) -> None:
+    text = example_text.replace("kserveDeploymentMode: Serverless", "kserveDeploymentMode: RawDeployment")
+    message = refuse(text)
+    assert "$.environments[0].scaleToZero: scale-to-zero needs KServe's Serverless mode" in message
+    assert "$.models[0].replicas.min: minReplicas 0 needs KServe's Serverless mode" in message
+
+
+def test_retrain_needs_a_pipeline_endpoint(example_text: str) -> None:
+    start = example_text.index("pipelines:")
+    end = example_text.index("# In promotion order.")
+    assert "'pipelines.endpoint' (where runs are submitted) is required" in refuse(
+        example_text[:start] + example_text[end:]
+    )
+
+
+def test_duplicate_environment_and_shared_namespace(example_text: str) -> None:
+    text = example_text.replace("name: staging\n", "name: dev\n").replace("models-staging", "models-dev")
+    message = refuse(text)
+    assert "environment 'dev' is defined twice" in message
+    assert "namespace 'models-dev' is already used by environment 'dev'" in message
+
+
+def test_missing_required_section(example_text: str) -> None:
+    text = example_text.replace("version: 1\n", "")
+    assert "releasebot.yaml:1: $: missing required field 'version'" in refuse(text)
+
+
+def test_serving_needs_exactly_one_of_format_or_image(example_text: str) -> None:
+    text = example_text.replace("      format: xgboost\n", "      format: xgboost\n      image: ghcr.io/x/y:1\n")
+    assert "$.models[2].serving" in refuse(text)
+
+
+def test_hostile_catalog_is_a_yaml_error(tmp_path: Path) -> None:
+    path = tmp_path / "releasebot.yaml"
+    path.write_text("version: 1\nversion: 1\n")
+    with pytest.raises(YamlError, match=r"releasebot.yaml:2: duplicate key 'version'"):
+        load_catalog(path)
+
+
+def test_blueprint_folder_must_exist(example_text: str) -> None:
+    text = example_text.replace("version: 1\n", "version: 1\nblueprints: ./nowhere\n")
+    assert "blueprint folder './nowhere' does not exist" in refuse(text)

@@ -1,0 +1,84 @@
+"""The command line: exit codes, messages, and nothing written when input is refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+
+from tests.conftest import EXAMPLE_CATALOG, copy_catalog, tree
+
+
+def test_init_creates_a_git_repository_with_one_commit(env_repo: Path) -> None:
+    repo = git.Repo(env_repo)
+    assert repo.active_branch.name == "main"
+    assert len(list(repo.iter_commits())) == 1
+    assert not repo.is_dirty(untracked_files=True)
+    assert (env_repo / "releasebot.yaml").read_bytes() == EXAMPLE_CATALOG.read_bytes()
+    assert oct((env_repo).stat().st_mode & 0o777) == "0o755"
+
+
+def test_init_refuses_a_non_empty_directory(tmp_path: Path, run_cli) -> None:
+    target = tmp_path / "taken"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    result = run_cli("init", target, "--catalog", EXAMPLE_CATALOG)
+    assert result.code == 1
+    assert "already exists and is not empty; nothing was written" in result.err
+    assert tree(target) == {"keep.txt": b"mine"}
+
+
+def test_init_with_a_bad_catalog_writes_nothing(tmp_path: Path, run_cli, example_text: str) -> None:
+    catalog = copy_catalog(tmp_path, example_text.replace("cpu: 500m", "cpu: 0.5"))
+    result = run_cli("init", tmp_path / "out", "--catalog", catalog)
+    assert result.code == 1
+    assert "$.models[0].resources.cpu: 0.5 is invalid" in result.err
+    assert "nothing was written" in result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]
+
+
+def test_init_with_a_hostile_catalog_writes_nothing(tmp_path: Path, run_cli) -> None:
+    catalog = copy_catalog(tmp_path, "version: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n")
+    result = run_cli("init", tmp_path / "out", "--catalog", catalog)
+    assert result.code == 1
+    assert "releasebot.yaml:2: nesting deeper than 64 levels is refused" in result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]
+
+
+def test_render_check_lists_differences_and_exits_1(env_repo: Path, run_cli) -> None:
+    catalog = env_repo / "releasebot.yaml"
+    catalog.write_text(catalog.read_text().replace("nodeRole: KarpenterNodeRole-ml-prod", "nodeRole: NewRole"))
+    before = tree(env_repo)
+    result = run_cli("render", "--check", "--diff", env_repo)
+    assert result.code == 1
+    assert "update dev/karpenter/ec2nodeclass.yaml: $.spec.role" in result.out
+    assert "-  role: KarpenterNodeRole-ml-prod\n+  role: NewRole\n" in result.out
+    assert tree(env_repo) == before  # --check writes nothing
+    assert run_cli("render", env_repo).code == 0
+    assert run_cli("render", "--check", env_repo).code == 0
+
+
+def test_render_with_a_broken_manifest_names_it_and_writes_nothing(env_repo: Path, run_cli) -> None:
+    (env_repo / "dev/fraud-detector/inferenceservice.yaml").write_text("spec: {a: 1\n")
+    catalog = env_repo / "releasebot.yaml"
+    catalog.write_text(catalog.read_text().replace("nodeRole: KarpenterNodeRole-ml-prod", "nodeRole: NewRole"))
+    before = tree(env_repo)
+    result = run_cli("render", env_repo)
+    assert result.code == 1
+    assert "dev/fraud-detector/inferenceservice.yaml:2: invalid YAML" in result.err
+    assert tree(env_repo) == before
+
+
+def test_validate_exits_1_on_problems(env_repo: Path, run_cli) -> None:
+    (env_repo / "releasebot.yaml").write_text("version: 2\n")
+    result = run_cli("validate", env_repo)
+    assert result.code == 1
+    assert "releasebot.yaml:1: $.version: expected 1, got 2" in result.err
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "releasebot"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("releasebot ")

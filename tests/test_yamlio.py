@@ -1,0 +1,89 @@
+"""Hostile and ambiguous YAML is refused before use; round trips are byte-stable."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import yamlio
+from bot.errors import YamlError
+
+BILLION_LAUGHS = (
+    "\n".join(
+        ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+        + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    )
+    + "\n"
+)
+
+HOSTILE = {
+    "billion_laughs": (BILLION_LAUGHS, "aliases expand to more than", None),
+    "deep_flow_nesting": ("a: " + "[" * 10_000 + "]" * 10_000 + "\n", "nesting deeper than 64", 1),
+    "deep_flow_mapping": ("a: " + "{a: " * 10_000 + "}" * 10_000 + "\n", "nesting deeper than 64", 1),
+    "deep_block_nesting": ("".join(" " * i + "k:\n" for i in range(200)), "nesting deeper than 64", 65),
+    "python_object_tag": ("a: !!python/object/apply:os.system ['echo owned']\n", "python/object/apply", 1),
+    "custom_tag": ("a: 1\nb: !Ref other\n", "'!Ref' is refused", 2),
+    "duplicate_keys": ("a: 1\nb: 2\na: 3\n", "duplicate key 'a'", 3),
+    "multi_document": ("a: 1\n---\nb: 2\n", "expected 1 YAML document", 2),
+    "syntax_error": ("a: [1, 2\nb: 3\n", "invalid YAML", 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_yaml_is_refused_with_location(case: str) -> None:
+    text, expected, line = HOSTILE[case]
+    with pytest.raises(YamlError) as info:
+        yamlio.load(text, "evil.yaml")
+    message = str(info.value)
+    assert expected in message
+    assert message.startswith("evil.yaml")
+    if line is not None:
+        assert info.value.location.line == line
+
+
+def test_oversized_file_is_refused_before_parsing() -> None:
+    with pytest.raises(YamlError, match="larger than"):
+        yamlio.load("a: " + "x" * (yamlio.MAX_BYTES + 1), "big.yaml")
+
+
+def test_small_aliases_are_fine() -> None:
+    doc = yamlio.load("base: &b {cpu: 1}\nother: *b\n", "ok.yaml")
+    assert yamlio.to_plain(doc) == {"base": {"cpu": 1}, "other": {"cpu": 1}}
+
+
+def test_empty_file_is_refused() -> None:
+    with pytest.raises(YamlError, match="no YAML document"):
+        yamlio.load("# only a comment\n", "empty.yaml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# c\na:\n- x   # trailing\n- 'y'\nb:\n  c: \"1\"\n",
+        "a:\n  - x\n  - y\nb:\n  c: 1\n",
+        "a:\n    - x\nb:\n    c: 1   # four\n",
+        'spec:\n  containers:\n  - name: a\n    env:\n    - name: X\n      value: "1"\n',
+    ],
+)
+def test_round_trip_is_byte_identical_in_the_files_own_style(text: str) -> None:
+    assert yamlio.dump(yamlio.load(text, "x.yaml"), yamlio.guess_style(text)) == text
+
+
+def test_values_we_write_are_quoted_when_yaml11_would_misread_them() -> None:
+    doc = yamlio.load("a: 1\n", "x.yaml")
+    doc["flags"] = yamlio.quote_ambiguous({"enabled": "on", "mode": "0755", "plain": "text"})
+    out = yamlio.dump(doc)
+    assert 'enabled: "on"' in out and 'mode: "0755"' in out and "plain: text" in out
+
+
+def test_a_persons_unquoted_yes_is_left_alone() -> None:
+    text = "a: yes\nb: 1\n"
+    doc = yamlio.load(text, "x.yaml")
+    doc["b"] = 2
+    assert yamlio.dump(doc) == "a: yes\nb: 2\n"
+
+
+def test_line_of_finds_keys_and_items() -> None:
+    doc = yamlio.load("a:\n  b:\n    - x\n    - y\n", "x.yaml")
+    assert yamlio.line_of(doc, ("a", "b", 1)) == 4
+    assert yamlio.line_of(doc, ("a", "missing", "deeper")) == 1
+    assert yamlio.format_path(("spec", "containers", 0, "a.b/c")) == "$.spec.containers[0]['a.b/c']"
