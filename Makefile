@@ -35,7 +35,7 @@ format: $(STAMP)
 
 # Benchmarks are not part of the test run; they print their figures.
 bench: $(STAMP)
-	$(BIN)/pytest tests/benchmarks -o python_files='bench_*.py' -s -q
+	$(BIN)/pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -s -q
 
 # Regenerate the example environments repo from its catalog (a test fails when it is stale).
 environments: $(STAMP)

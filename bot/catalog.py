@@ -469,8 +469,17 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
     for i, budget in enumerate(raw["karpenter"].get("disruption", {}).get("budgets", [])):
         if "schedule" in budget and (err := cron_error(budget["schedule"])):
             add(("karpenter", "disruption", "budgets", i, "schedule"), f"invalid cron schedule: {err}", "cron")
-    if "blueprints" in raw and not (root / raw["blueprints"]).is_dir():
-        add(("blueprints",), f"blueprint folder {raw['blueprints']!r} does not exist", "reference")
+    if "blueprints" in raw:
+        folder = (root / raw["blueprints"]).resolve()
+        if not folder.is_relative_to(root.resolve()):
+            # The environments repo must carry its blueprints, or CI renders something else.
+            add(
+                ("blueprints",),
+                f"blueprint folder {raw['blueprints']!r} must be inside the catalog's folder",
+                "reference",
+            )
+        elif not folder.is_dir():
+            add(("blueprints",), f"blueprint folder {raw['blueprints']!r} does not exist", "reference")
     return problems
 
 

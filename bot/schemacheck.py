@@ -42,7 +42,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _describe(err: ValidationError) -> list[tuple[JsonPath, str]]:
+def describe(err: ValidationError) -> list[tuple[JsonPath, str]]:
     """Turn one jsonschema error into (path, message) pairs a person can act on."""
     path: JsonPath = tuple(err.absolute_path)
     schema = err.schema if isinstance(err.schema, dict) else {}
@@ -83,7 +83,7 @@ def _describe(err: ValidationError) -> list[tuple[JsonPath, str]]:
             ]
         best = jsonschema.exceptions.best_match(err.context) if err.context else None
         if best is not None:
-            return _describe(best)
+            return describe(best)
     return [(path, err.message)]
 
 
@@ -93,7 +93,7 @@ def check(
     """Validate a plain instance; locate each error in ``doc`` (the round-trip original) for lines."""
     problems = []
     for err in validator.iter_errors(instance):
-        for path, message in _describe(err):
+        for path, message in describe(err):
             full = (*prefix, *path)
             line = line_of(doc, full) if doc is not None else None
             problems.append(Problem(file, line, format_path(full), message))

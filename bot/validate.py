@@ -26,12 +26,12 @@ import kubernetes_validate
 from jsonschema.exceptions import ValidationError
 
 from bot import yamlio
-from bot.blueprints import BlueprintSet
+from bot.blueprints import Blueprint, BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.cron import cron_error
 from bot.errors import InvalidInput, Problem, YamlError
-from bot.manifests.render import dir_reader, list_files, orphans, targets
-from bot.schemacheck import _describe, check, crd_validator
+from bot.manifests.render import blueprint_prefix, dir_reader, list_files, orphans, targets
+from bot.schemacheck import check, crd_validator, describe
 
 # (apiVersion, kind) -> the vendored schemas a manifest must pass, relative to schemas/crds/.
 CRD_SCHEMAS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -167,7 +167,7 @@ def check_manifest(file: str, doc: Any, k8s_version: str = DEFAULT_K8S_VERSION) 
                 )
             )
         except ValidationError as err:
-            for path, message in _describe(err):
+            for path, message in describe(err):
                 problems.append(Problem(file, yamlio.line_of(doc, path), yamlio.format_path(path), message, "k8s"))
     problems += _name_problems(file, doc, raw, kind)
     problems += _cron_problems(file, doc, raw, kind)
@@ -212,6 +212,7 @@ def validate_repo(root: Path) -> Report:
         except YamlError as exc:
             problems.append(_from_yaml_error(exc))
     k8s_version = cat.kubernetes_version if cat else DEFAULT_K8S_VERSION
+    blueprints = blueprint_prefix(cat) if cat else None
     checked = 0
     for rel in files:
         if not rel.endswith((".yaml", ".yml")) or rel == CATALOG_FILE:
@@ -223,6 +224,12 @@ def validate_repo(root: Path) -> Report:
             problems.append(_from_yaml_error(exc))
             continue
         if rel.startswith(_NOT_MANIFESTS):
+            continue
+        if blueprints and rel.startswith(blueprints):
+            try:
+                Blueprint(docs[0], rel)  # placeholders only in values
+            except YamlError as exc:
+                problems.append(_from_yaml_error(exc))
             continue
         if len(docs) != 1:
             problems.append(Problem(rel, 1, "$", f"expected one manifest per file, found {len(docs)}", "shape"))

@@ -69,46 +69,51 @@ def format_path(path: Sequence[PathElem]) -> str:
 # --- input -----------------------------------------------------------------------------------
 
 
+_PRESCAN = re.compile(r"[\[\]{}'\"#\n]")
+
+
 def _flow_depth_prescan(text: str, source: str) -> None:
     """Refuse deep flow nesting without running ruamel's scanner, which is quadratic in it.
 
-    A deliberately simple lexer: counts ``[``/``{`` that can open a flow collection, skipping
-    quoted strings inside flow context and comments. It can only over-count (a bracket in a
-    block scalar), never miss real flow nesting.
+    A deliberately simple lexer that jumps between the characters that matter: it counts ``[``
+    and ``{`` that can open a flow collection, skipping quoted strings inside flow context and
+    comments. It can over-count (a bracket in a block scalar), never miss real flow nesting.
     """
-    depth = 0
-    line = 1
-    quote = ""
-    prev = "\n"
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
+    depth, line, quote, pos = 0, 1, "", 0
+    while (match := _PRESCAN.search(text, pos)) is not None:
+        i, ch = match.start(), match.group()
+        pos = i + 1
         if ch == "\n":
             line += 1
-        if quote:
-            if ch == quote:
-                if quote == "'" and i + 1 < n and text[i + 1] == "'":
-                    i += 1
-                elif quote == '"' and text[i - 1] == "\\":
-                    pass
-                else:
+        elif quote:
+            if ch == quote == "'" and text.startswith("''", i):
+                pos = i + 2  # '' is an escaped quote inside single quotes
+            elif ch == quote:
+                j = i - 1
+                while quote == '"' and j >= 0 and text[j] == "\\":
+                    j -= 1
+                if (i - 1 - j) % 2 == 0:  # an even run of backslashes does not escape the quote
                     quote = ""
-        elif ch == "#" and prev in " \t\n":
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        elif depth > 0 and ch in "'\"":
-            quote = ch
+        elif ch == "#" and (i == 0 or text[i - 1] in " \t\n"):
+            newline = text.find("\n", i)
+            if newline < 0:
+                return
+            pos = newline
+        elif ch in "'\"":
+            if depth > 0:
+                quote = ch
         elif ch in "[{":
-            opens = depth > 0 or text[:i].rstrip(" \t")[-1:] in ("", "\n", ":", "-", "?", ",")
-            if opens:
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise YamlError(f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source, line))
-        elif ch in "]}" and depth > 0:
+            if depth == 0:
+                j = i - 1
+                while j >= 0 and text[j] in " \t":
+                    j -= 1
+                if j >= 0 and text[j] not in "\n:-?,":
+                    continue  # a bracket inside a plain scalar, such as items[0]
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlError(f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source, line))
+        elif depth > 0:
             depth -= 1
-        prev = ch
-        i += 1
 
 
 def _event_scan(text: str, source: str, documents: int | None) -> None:

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import git
+import pytest
 
-from tests.conftest import EXAMPLE_CATALOG, copy_catalog, tree
+from tests.conftest import EXAMPLE_CATALOG, PROJECT, copy_catalog, tree
+from tests.test_yamlio import HOSTILE
 
 
 def test_init_creates_a_git_repository_with_one_commit(env_repo: Path) -> None:
@@ -39,12 +41,37 @@ def test_init_with_a_bad_catalog_writes_nothing(tmp_path: Path, run_cli, example
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]
 
 
-def test_init_with_a_hostile_catalog_writes_nothing(tmp_path: Path, run_cli) -> None:
-    catalog = copy_catalog(tmp_path, "version: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n")
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_init_with_a_hostile_catalog_writes_nothing(tmp_path: Path, run_cli, case: str) -> None:
+    text, expected, _ = HOSTILE[case]
+    catalog = copy_catalog(tmp_path, text)
     result = run_cli("init", tmp_path / "out", "--catalog", catalog)
     assert result.code == 1
-    assert "releasebot.yaml:2: nesting deeper than 64 levels is refused" in result.err
+    assert expected in result.err and "releasebot.yaml" in result.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]
+
+
+def test_init_copies_and_uses_the_catalogs_own_blueprints(tmp_path: Path, run_cli, example_text: str) -> None:
+    catalog = copy_catalog(tmp_path, example_text.replace("version: 1\n", "version: 1\nblueprints: ./my-blueprints\n"))
+    own = catalog.parent / "my-blueprints" / "karpenter"
+    own.mkdir(parents=True)
+    builtin = (PROJECT / "blueprints/karpenter/ec2nodeclass.yaml").read_text()
+    (own / "ec2nodeclass.yaml").write_text(builtin.replace("httpPutResponseHopLimit: 1", "httpPutResponseHopLimit: 2"))
+    result = run_cli("init", tmp_path / "out", "--catalog", catalog)
+    assert result.code == 0, result.err
+    assert (tmp_path / "out/my-blueprints/karpenter/ec2nodeclass.yaml").is_file()
+    assert "httpPutResponseHopLimit: 2" in (tmp_path / "out/dev/karpenter/ec2nodeclass.yaml").read_text()
+    assert run_cli("render", "--check", tmp_path / "out").code == 0
+    assert run_cli("validate", tmp_path / "out").code == 0
+
+
+def test_blueprints_outside_the_catalog_folder_are_refused(tmp_path: Path, run_cli, example_text: str) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    catalog = copy_catalog(tmp_path, example_text.replace("version: 1\n", "version: 1\nblueprints: ../elsewhere\n"))
+    result = run_cli("init", tmp_path / "out", "--catalog", catalog)
+    assert result.code == 1
+    assert "$.blueprints: blueprint folder '../elsewhere' must be inside the catalog's folder" in result.err
+    assert not (tmp_path / "out").exists()
 
 
 def test_render_check_lists_differences_and_exits_1(env_repo: Path, run_cli) -> None:

@@ -87,3 +87,9 @@ def test_line_of_finds_keys_and_items() -> None:
     assert yamlio.line_of(doc, ("a", "b", 1)) == 4
     assert yamlio.line_of(doc, ("a", "missing", "deeper")) == 1
     assert yamlio.format_path(("spec", "containers", 0, "a.b/c")) == "$.spec.containers[0]['a.b/c']"
+
+
+def test_brackets_in_quotes_and_plain_scalars_do_not_count_as_nesting() -> None:
+    deep = "[" * 70
+    text = f"a: [ \"\\\" {deep}\" ]\nb: items{deep}\nc: ['it''s {deep}', [1]]\n# {deep}\n"
+    assert yamlio.to_plain(yamlio.load(text, "ok.yaml"))["a"] == [f'" {deep}']

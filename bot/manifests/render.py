@@ -234,13 +234,23 @@ GENERATED_NAMES = frozenset(
 )
 
 
+def blueprint_prefix(cat: Catalog) -> str | None:
+    """``my-blueprints/`` when the catalog keeps its own blueprints in the repo."""
+    if cat.blueprints is None:
+        return None
+    return cat.blueprints.resolve().relative_to(cat.root.resolve()).as_posix().rstrip("/") + "/"
+
+
 def orphans(cat: Catalog, expected: set[str], listing: Iterable[str]) -> list[str]:
     """Generated files the catalog no longer accounts for: a model or environment that left it,
     a GPU pool no model needs, a CronJob whose policy was removed."""
     found = []
+    blueprints = blueprint_prefix(cat)
     for path in listing:
         parts = path.split("/")
         if path in expected or parts[-1] not in GENERATED_NAMES or parts[0].startswith("."):
+            continue
+        if blueprints and path.startswith(blueprints):
             continue
         if len(parts) == 3:
             found.append(path)
