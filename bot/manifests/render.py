@@ -21,7 +21,7 @@ from bot import yamlio
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog
 from bot.manifests import argocd, cronjobs, inferenceservice, karpenter
-from bot.manifests.ownership import Owned, apply_owned
+from bot.manifests.ownership import Owned, Sel, apply_owned
 from bot.resources import schemas_dir
 
 SCHEMA_COPY = ".releasebot/catalog.schema.json"
@@ -32,7 +32,7 @@ _BEGIN, _END = "# BEGIN releasebot (generated from releasebot.yaml; edit outside
 
 WORKFLOW_OWNED = [
     Owned(("on", "push", "branches")),
-    Owned(("jobs", "validate", "steps", 2, "run")),
+    Owned(("jobs", "validate", "steps", Sel("name", "Install releasebot"), "run")),
 ]
 
 Reader = Callable[[str], "str | None"]
