@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The release loop end to end (MLflow on SQLite, a local git environments repo), then the
+# example catalog generated and validated.
 demo: $(STAMP)
-	rm -rf $(DEMO_DIR)/environments
-	$(BIN)/releasebot init $(DEMO_DIR)/environments --catalog environments/releasebot.yaml
+	$(BIN)/releasebot demo --dir $(DEMO_DIR)
 	$(BIN)/releasebot validate $(DEMO_DIR)/environments
-	$(BIN)/releasebot render --check $(DEMO_DIR)/environments
+	$(BIN)/releasebot init $(DEMO_DIR)/example --catalog environments/releasebot.yaml
+	$(BIN)/releasebot validate $(DEMO_DIR)/example
 
 test: $(STAMP)
 	$(BIN)/pytest

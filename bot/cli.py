@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -18,10 +19,14 @@ from pathlib import Path
 
 from bot import __version__
 from bot.blueprints import BlueprintSet
-from bot.catalog import CATALOG_FILE, load_catalog
+from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.errors import InvalidInput, ReleasebotError
+from bot.forge.git import GitForge
 from bot.manifests.render import as_json, dir_reader, list_files, plan_render, write_changes
-from bot.repo import init_repository
+from bot.plan import Plan
+from bot.reconcile import make_plan, reconcile
+from bot.registry import Registry
+from bot.repo import EnvRepo, default_workdir, init_repository
 from bot.validate import validate_repo
 
 
@@ -120,6 +125,141 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# --- the release loop ------------------------------------------------------------------------
+
+
+def _repo(args: argparse.Namespace) -> EnvRepo:
+    remote = args.repo or os.environ.get("RELEASEBOT_REPO") or "."
+    if "://" not in remote and not remote.startswith("git@"):
+        remote = str(Path(remote).resolve())
+    workdir = Path(args.workdir) if args.workdir else default_workdir(remote)
+    return EnvRepo(remote, workdir)
+
+
+def _registry_for(args: argparse.Namespace):
+    def make(cat: Catalog) -> Registry:
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or cat.tracking_uri
+        return Registry(uri, cat.storage_uri_map)
+
+    return make
+
+
+def _forge_for(repo: EnvRepo):
+    plain = GitForge(repo)
+    return lambda mode: plain if mode in ("commit", "branch") else None
+
+
+def _plan_rows(p: Plan) -> list[dict[str, str]]:
+    rows = [
+        {
+            "environment": c.key.environment,
+            "model": c.key.model,
+            "kind": c.key.kind,
+            "action": c.write_back,
+            "from": c.previous or "-",
+            "to": c.version,
+            "branch": c.key.branch,
+            "detail": c.title,
+        }
+        for c in p.changes
+    ]
+    rows += [
+        {
+            "environment": x.key.environment,
+            "model": x.key.model,
+            "kind": x.key.kind,
+            "action": "close",
+            "from": x.branch.version or "-",
+            "to": "-",
+            "branch": x.branch.name,
+            "detail": x.reason,
+        }
+        for x in p.closes
+    ]
+    rows += [
+        {
+            "environment": n.key.environment,
+            "model": n.key.model,
+            "kind": n.key.kind,
+            "action": "error" if n.error else "note",
+            "from": "-",
+            "to": "-",
+            "branch": n.key.branch,
+            "detail": n.message,
+        }
+        for n in p.notes
+    ]
+    return rows
+
+
+def _print_table(rows: list[dict[str, str]], columns: list[str]) -> None:
+    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    _, p = make_plan(_repo(args), _registry_for(args), args.env, args.model)
+    rows = _plan_rows(p)
+    if args.output == "json":
+        print(json.dumps({"changes": rows, "ok": not p.errors}, indent=2))
+    elif rows:
+        _print_table(rows, ["environment", "model", "action", "from", "to", "detail"])
+    else:
+        print("Nothing to do: every environment serves what its alias says.")
+    return 1 if p.errors else 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    repo = _repo(args)
+    result = reconcile(repo, _registry_for(args), _forge_for(repo), args.env, args.model)
+    for line in result.done:
+        print(line)
+    for line in result.skipped:
+        print(line, file=sys.stderr)
+    for note in result.plan.notes:
+        print(
+            f"{'error' if note.error else 'note'}: {note.key.environment}/{note.key.model}: {note.message}",
+            file=sys.stderr,
+        )
+    if not result.done and not result.plan.notes and not result.skipped:
+        print("Nothing to do: every environment serves what its alias says.")
+    return 1 if result.plan.errors else 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    repo = _repo(args)
+    repo.sync()
+    releases = repo.history(args.model, args.env)
+    if args.output == "json":
+        print(json.dumps([r.__dict__ for r in releases], indent=2))
+        return 0
+    if not releases:
+        print(f"No releases of {args.model} on record.")
+        return 0
+    _print_table(
+        [
+            {"date": r.date, "environment": r.environment, "version": r.version, "run": r.run, "commit": r.sha[:12]}
+            for r in releases
+        ],
+        ["date", "environment", "version", "run", "commit"],
+    )
+    return 0
+
+
+def _loop_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", help="path or URL of the environments repo (default: $RELEASEBOT_REPO or .)")
+    p.add_argument("--workdir", help="where releasebot keeps its clone (default: a cache folder)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the catalog's)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return run_demo(Path(args.dir))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="releasebot", description="GitOps pull requests for ML model releases.")
     parser.add_argument("--version", action="version", version=f"releasebot {__version__}")
@@ -142,6 +282,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default=".")
     p.add_argument("--output", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="what the release loop would change (writes nothing)")
+    _loop_options(p)
+    p.add_argument("--env")
+    p.add_argument("--model")
+    p.add_argument("--output", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("reconcile", help="carry out the plan: commits, branches, pull requests")
+    _loop_options(p)
+    p.add_argument("--env")
+    p.add_argument("--model")
+    p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("history", help="releases of a model, read back from the commit trailers on main")
+    _loop_options(p)
+    p.add_argument("model")
+    p.add_argument("--env")
+    p.add_argument("--output", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("demo", help="the release loop end to end on MLflow/SQLite and a local git repo")
+    p.add_argument("--dir", default="demo", help="where to put the MLflow store and environments repo")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

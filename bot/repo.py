@@ -1,22 +1,43 @@
-"""Git, through GitPython: the environments repository on disk.
+"""Git, through GitPython: the environments repository, local or remote.
 
-Today this is what ``releasebot init`` needs: create a repository with one first commit. The
-release loop adds clone/fetch, per-key branches and pushes with a lease here. Commits are made as
-the configured git user when there is one, and as releasebot otherwise, so that a fresh CI
-machine without ``user.name`` can still run ``init``.
+:func:`init_repository` makes a new one. :class:`EnvRepo` is the release loop's view of an
+existing one: a private clone kept fresh by ``fetch``, files read from ``origin/<main>``, bot
+branches (``releasebot/...``) with what their head commits propose, and two ways to write:
+
+* :meth:`EnvRepo.commit_to_main`: one commit on top of the remote main, pushed without force;
+  a rejected push (someone else moved main) is a :class:`ConflictError`: re-plan and try again.
+* :meth:`EnvRepo.push_branch`: the bot branch rebuilt from the latest main, pushed with
+  ``--force-with-lease`` against the head we planned from, so a concurrent writer is never
+  overwritten silently.
+
+Bot commits are authored as releasebot; a commit on a bot branch by anyone else is a person's,
+and the planner then leaves that branch alone. Nothing here decides *what* to write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
-from bot.errors import PermanentUpstreamError
+from bot.errors import ConflictError, PermanentUpstreamError, TransientUpstreamError
+from bot.plan import BotBranch, Change, FileEdit
 
 BOT_NAME = "releasebot"
 BOT_EMAIL = "releasebot@users.noreply.github.com"
+BOT_PREFIX = "releasebot/"
+_TRAILER = re.compile(r"^(Releasebot-[A-Za-z]+):\s*(.+)$", re.M)
+_BOT_ENV = {
+    "GIT_AUTHOR_NAME": BOT_NAME,
+    "GIT_AUTHOR_EMAIL": BOT_EMAIL,
+    "GIT_COMMITTER_NAME": BOT_NAME,
+    "GIT_COMMITTER_EMAIL": BOT_EMAIL,
+}
 
 
 def _identity_env(repo: git.Repo) -> dict[str, str]:
@@ -33,6 +54,10 @@ def init_repository(path: Path, branch: str, message: str) -> str:
     """``git init`` ``path`` on ``branch``, commit everything in it, return the commit sha."""
     try:
         repo = git.Repo.init(path, initial_branch=branch)
+        # A local environments repo can then be the bot's remote: a push to its checked-out
+        # branch updates the working tree when it is clean, instead of being refused.
+        with repo.config_writer() as cfg:
+            cfg.set_value("receive", "denyCurrentBranch", "updateInstead")
         repo.git.add("--all")
         # The CLI commit is ~20x faster than index.commit in large trees.
         with repo.git.custom_environment(**_identity_env(repo)):
@@ -40,3 +65,174 @@ def init_repository(path: Path, branch: str, message: str) -> str:
         return repo.head.commit.hexsha
     except git.GitCommandError as exc:
         raise PermanentUpstreamError(f"git failed: {exc.stderr.strip() or exc}") from exc
+
+
+def trailers(message: str) -> dict[str, str]:
+    return {k: v.strip() for k, v in _TRAILER.findall(message)}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release read back from main's history."""
+
+    sha: str
+    date: str
+    environment: str
+    model: str
+    version: str
+    run: str
+    subject: str
+
+
+def default_workdir(remote: str) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "releasebot"
+    return base / hashlib.sha256(remote.encode()).hexdigest()[:16]
+
+
+class EnvRepo:
+    def __init__(self, remote: str, workdir: Path, branch: str = "main") -> None:
+        self.remote = remote
+        self.workdir = workdir
+        self.branch = branch
+        self._repo: git.Repo | None = None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self.sync()
+        assert self._repo is not None
+        return self._repo
+
+    def _git(self, *args: str, env: dict[str, str] | None = None) -> str:
+        try:
+            if env:
+                with self.repo.git.custom_environment(**env):
+                    return self.repo.git.execute(["git", *args])
+            return self.repo.git.execute(["git", *args])
+        except git.GitCommandError as exc:
+            stderr = (exc.stderr or "").strip()
+            if "stale info" in stderr or "rejected" in stderr or "fetch first" in stderr:
+                raise ConflictError(f"the environments repo moved while we worked: {stderr}") from exc
+            if "Could not read from remote" in stderr or "unable to access" in stderr:
+                raise TransientUpstreamError(f"git remote {self.remote} unreachable: {stderr}") from exc
+            raise PermanentUpstreamError(f"git {args[0]} failed: {stderr or exc}") from exc
+
+    def sync(self) -> None:
+        """Clone on first use, fetch (pruning deleted branches) after that."""
+        try:
+            if (self.workdir / ".git").is_dir():
+                self._repo = git.Repo(self.workdir)
+                self._repo.remotes.origin.set_url(self.remote)
+            else:
+                self.workdir.parent.mkdir(parents=True, exist_ok=True)
+                self._repo = git.Repo.clone_from(self.remote, self.workdir, no_checkout=True)
+        except git.GitCommandError as exc:
+            raise TransientUpstreamError(
+                f"cannot reach the environments repo {self.remote}: {(exc.stderr or '').strip()}"
+            ) from exc
+        self._git("fetch", "--prune", "--quiet", "origin", "+refs/heads/*:refs/remotes/origin/*")
+
+    @property
+    def main_ref(self) -> str:
+        return f"refs/remotes/origin/{self.branch}"
+
+    def main_sha(self) -> str:
+        return self._git("rev-parse", self.main_ref)
+
+    def read(self, path: str, ref: str | None = None) -> str | None:
+        try:
+            return self.repo.git.execute(
+                ["git", "show", f"{ref or self.main_ref}:{path}"], strip_newline_in_stdout=False
+            )
+        except git.GitCommandError:
+            return None
+
+    def list_files(self, ref: str | None = None) -> list[str]:
+        out = self._git("ls-tree", "-r", "--name-only", ref or self.main_ref)
+        return [line for line in out.splitlines() if line]
+
+    def bot_branches(self) -> dict[str, BotBranch]:
+        out = self._git("for-each-ref", "--format=%(refname)", f"refs/remotes/origin/{BOT_PREFIX}")
+        branches = {}
+        for ref in out.splitlines():
+            name = ref.removeprefix("refs/remotes/origin/")
+            head = self._git("rev-parse", ref)
+            found = trailers(self._git("log", "-1", "--format=%B", ref))
+            authors = self._git("log", "--format=%H %ae", f"{self.main_ref}..{ref}")
+            humans = tuple(line.split()[0] for line in authors.splitlines() if line.split()[1:] != [BOT_EMAIL])
+            branches[name] = BotBranch(
+                name, head, found.get("Releasebot-Version"), found.get("Releasebot-Fingerprint"), humans
+            )
+        return branches
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write(self, edits: Iterable[FileEdit]) -> None:
+        for edit in edits:
+            path = self.workdir / edit.path
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            if current != edit.old:
+                raise ConflictError(f"{edit.path} changed on {self.branch} since it was planned")
+            path.write_text(edit.new, encoding="utf-8")
+            self._git("add", "--", edit.path)
+
+    def _commit(self, change: Change) -> str:
+        message = change.commit_message.rstrip("\n") + f"\nReleasebot-Fingerprint: {change.fingerprint}\n"
+        self._git("commit", "--quiet", "--no-verify", "-m", message, env=_BOT_ENV)
+        return self._git("rev-parse", "HEAD")
+
+    def commit_to_main(self, change: Change) -> str:
+        """Commit straight onto the remote main; a moved main is a ConflictError."""
+        self._git("checkout", "--quiet", "--force", "-B", self.branch, self.main_ref)
+        self._write(change.edits)
+        sha = self._commit(change)
+        self._git("push", "--quiet", "--porcelain", "origin", f"HEAD:refs/heads/{self.branch}")
+        self._git("update-ref", self.main_ref, sha)
+        return sha
+
+    def push_branch(self, change: Change, expected: str | None) -> str:
+        """Rebuild the change's branch from the latest main and push it with a lease on ``expected``."""
+        branch = change.key.branch
+        self._git("checkout", "--quiet", "--force", "-B", branch, self.main_ref)
+        self._write(change.edits)
+        sha = self._commit(change)
+        lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
+        self._git("push", "--quiet", "--porcelain", lease, "origin", f"HEAD:refs/heads/{branch}")
+        self._git("update-ref", f"refs/remotes/origin/{branch}", sha)
+        return sha
+
+    def delete_branch(self, branch: BotBranch) -> None:
+        self._git(
+            "push",
+            "--quiet",
+            f"--force-with-lease=refs/heads/{branch.name}:{branch.head}",
+            "origin",
+            f":refs/heads/{branch.name}",
+        )
+
+    def history(self, model: str, environment: str | None = None) -> list[Release]:
+        out = self._git("log", "--format=%H%x1f%aI%x1f%B%x1e", self.main_ref)
+        releases = []
+        for record in out.split("\x1e"):
+            if not record.strip():
+                continue
+            sha, date, body = record.strip("\n").split("\x1f", 2)
+            t = trailers(body)
+            if t.get("Releasebot-Model") != model:
+                continue
+            if environment and t.get("Releasebot-Environment") != environment:
+                continue
+            releases.append(
+                Release(
+                    sha,
+                    date,
+                    t.get("Releasebot-Environment", "?"),
+                    model,
+                    t.get("Releasebot-Version", "?"),
+                    t.get("Releasebot-Run", "none"),
+                    body.splitlines()[0] if body else "",
+                )
+            )
+        return releases

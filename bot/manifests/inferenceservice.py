@@ -45,9 +45,22 @@ CATALOG_OWNED = [
 ]
 
 # What the release loop writes when an alias moves. Render keeps these as they are in the file.
+VERSION_ANNOTATION = "releasebot.dev/version"
+RUN_ANNOTATION = "releasebot.dev/run-id"
+PINNED_ANNOTATION = "releasebot.dev/pinned-version"
+BLOCKED_ANNOTATION = "releasebot.dev/blocked-versions"
 REGISTRY_OWNED = [
     Owned(("spec", "predictor", "model", "storageUri")),
     Owned(("spec", "predictor", "containers", KSERVE, "env", Sel("name", STORAGE_URI_ENV), "value")),
+]
+RELEASE_ANNOTATIONS = [
+    Owned(("metadata", "annotations", VERSION_ANNOTATION)),
+    Owned(("metadata", "annotations", RUN_ANNOTATION)),
+]
+# Written by `releasebot rollback` and cleared by `releasebot unblock`: Git holds the pin.
+PIN_ANNOTATIONS = [
+    Owned(("metadata", "annotations", PINNED_ANNOTATION)),
+    Owned(("metadata", "annotations", BLOCKED_ANNOTATION)),
 ]
 
 

@@ -1,0 +1,181 @@
+"""``releasebot demo``: the release loop end to end on a laptop, with no account and no network.
+
+MLflow runs embedded on SQLite under ``DIR/mlflow``; two tiny scikit-learn versions are trained
+and registered; ``@champion`` and ``@candidate`` are set; ``init`` creates ``DIR/environments``
+(a local git repository); one reconcile releases (``dev`` by direct commit, ``staging`` and
+``production`` as bot branches); then a third version is trained, the aliases move, and a second
+reconcile follows. Everything is left under DIR to look at. This module is a script around the
+real commands; it adds no behaviour of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from bot import yamlio
+from bot.catalog import CATALOG_FILE
+
+MODEL = "iris-classifier"
+
+
+def _catalog(tracking_uri: str, artifacts: Path) -> str:
+    return f"""# yaml-language-server: $schema=.releasebot/catalog.schema.json
+# The demo's catalog: MLflow on SQLite beside it, and a local git repository as the remote.
+version: 1
+registry:
+  trackingUri: {tracking_uri}
+  # KServe cannot read this laptop's disk; in a cluster the artifacts would sit on a volume.
+  storageUriMap:
+    "{artifacts.as_uri()}/": pvc://mlflow-artifacts/
+repository:
+  url: {artifacts.parent.parent.joinpath("environments").as_posix()}
+cluster:
+  name: demo
+karpenter:
+  nodeRole: KarpenterNodeRole-demo
+environments:
+  - name: dev
+    alias: candidate
+    namespace: models-dev
+    writeBack: commit
+    scaleToZero: true
+  - name: staging
+    alias: champion
+    namespace: models-staging
+    writeBack: branch
+  - name: production
+    alias: champion
+    namespace: models-production
+    writeBack: branch
+models:
+  - name: {MODEL}
+    registeredModel: {MODEL}
+    serving:
+      format: mlflow
+      protocolVersion: v2
+    resources:
+      cpu: 250m
+      memory: 512Mi
+    replicas:
+      min: 0
+      max: 2
+"""
+
+
+def _train(tracking_uri: str, c: float) -> str:
+    """Train and register one version; return its version number."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import train_test_split
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("iris")
+    frame = load_iris(as_frame=True).frame
+    x, y = frame.drop(columns="target"), frame["target"]
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=7)
+    with mlflow.start_run():
+        model = LogisticRegression(C=c, max_iter=500).fit(x_train, y_train)
+        predicted = model.predict(x_test)
+        mlflow.log_params({"C": c, "max_iter": 500})
+        mlflow.log_metrics(
+            {
+                "accuracy": float(accuracy_score(y_test, predicted)),
+                "f1_macro": float(f1_score(y_test, predicted, average="macro")),
+            }
+        )
+        mlflow.log_input(
+            mlflow.data.from_pandas(frame, source="sklearn.datasets.load_iris", name="iris"), context="training"
+        )
+        mlflow.set_tag("dvc.rev", "demo-0001")
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=MODEL, serialization_format="cloudpickle"
+        )
+    return str(info.registered_model_version)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def run_demo(directory: Path, say=print) -> int:
+    import logging
+    import warnings
+
+    from bot import cli
+
+    # The demo shows releasebot's output; MLflow's own notices would drown it.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    directory = directory.resolve()
+    marker = directory / ".releasebot-demo"
+    if directory.exists() and any(directory.iterdir()):
+        if not marker.exists():
+            say(f"releasebot: {directory} exists and was not made by `releasebot demo`; choose another --dir")
+            return 1
+        shutil.rmtree(directory)  # our own earlier demo: start afresh
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by releasebot demo; removed by the next run\n")
+    mlflow_dir = directory / "mlflow"
+    artifacts = mlflow_dir / "artifacts"
+    artifacts.mkdir(parents=True)
+    tracking_uri = f"sqlite:///{(mlflow_dir / 'mlflow.db').as_posix()}"
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    os.environ.setdefault("MLFLOW_ARTIFACT_ROOT", str(artifacts))
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name("iris") is None:
+        mlflow.create_experiment("iris", artifact_location=artifacts.as_uri())
+    say("== 1. MLflow on SQLite: training two versions of iris-classifier")
+    v1, v2 = _train(tracking_uri, 0.05), _train(tracking_uri, 1.0)
+    client = MlflowClient(tracking_uri)
+    client.set_registered_model_alias(MODEL, "champion", v1)
+    client.set_registered_model_alias(MODEL, "candidate", v2)
+    say(f"   registered v{v1} (@champion) and v{v2} (@candidate)")
+
+    catalog = directory / "catalog" / CATALOG_FILE
+    catalog.parent.mkdir()
+    catalog.write_text(_catalog(tracking_uri, artifacts))
+    envs = directory / "environments"
+    say("\n== 2. releasebot init")
+    if cli.main(["init", str(envs), "--catalog", str(catalog)]) != 0:
+        return 1
+    loop = ["--repo", str(envs), "--workdir", str(directory / "workdir")]
+
+    say("\n== 3. releasebot plan / reconcile")
+    cli.main(["plan", *loop])
+    if cli.main(["reconcile", *loop]) != 0:
+        return 1
+
+    say("\n== 4. A new version: v3 becomes @candidate, v2 is promoted to @champion")
+    v3 = _train(tracking_uri, 10.0)
+    client.set_registered_model_alias(MODEL, "candidate", v3)
+    client.set_registered_model_alias(MODEL, "champion", v2)
+    cli.main(["plan", *loop])
+    if cli.main(["reconcile", *loop]) != 0:
+        return 1
+    say("\n== 5. Reconciling again changes nothing")
+    cli.main(["reconcile", *loop])
+
+    say("\n== Summary")
+    say(_git(envs, "log", "--oneline", "--all", "--decorate").rstrip())
+    say("\nhistory of iris-classifier:")
+    cli.main(["history", MODEL, *loop])
+    say("\nproposed for production (branch releasebot/production/iris-classifier/release):")
+    say(_git(envs, "diff", "main", "releasebot/production/iris-classifier/release").rstrip())
+    served = yamlio.to_plain(yamlio.load_file(envs / "dev" / MODEL / "inferenceservice.yaml"))
+    say(
+        f"\ndev serves v{served['metadata']['annotations']['releasebot.dev/version']} from "
+        f"{served['spec']['predictor']['model']['storageUri']}"
+    )
+    say(f"\nEverything is under {directory}: mlflow/ (the store), environments/ (the repo).")
+    return 0

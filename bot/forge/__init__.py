@@ -1,0 +1,22 @@
+"""Where a planned change goes once its branch is pushed: one module per forge.
+
+A forge has two verbs. ``propose`` makes the pushed branch reviewable (a pull request on GitHub;
+nothing more on a plain git remote) and ``withdraw`` retracts a branch whose change is no longer
+wanted. Both must be idempotent: the reconciler may call them again for the same key.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bot.plan import Change, Close
+
+
+class Forge(Protocol):
+    def propose(self, change: Change, head: str) -> str:
+        """Make the pushed branch of ``change`` reviewable; return where a person finds it."""
+        ...
+
+    def withdraw(self, close: Close) -> str:
+        """Retract the branch of ``close``; return what was done."""
+        ...

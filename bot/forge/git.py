@@ -1,0 +1,22 @@
+"""A plain git remote as a forge: the pushed branch is the proposal; withdrawing deletes it.
+
+This is the ``branch`` write-back mode, and works with any git remote (a local path, SSH, HTTPS).
+Review happens however the team reviews branches; merging is a person's ``git merge``.
+"""
+
+from __future__ import annotations
+
+from bot.plan import Change, Close
+from bot.repo import EnvRepo
+
+
+class GitForge:
+    def __init__(self, repo: EnvRepo) -> None:
+        self.repo = repo
+
+    def propose(self, change: Change, head: str) -> str:
+        return f"branch {change.key.branch} at {head[:12]}"
+
+    def withdraw(self, close: Close) -> str:
+        self.repo.delete_branch(close.branch)
+        return f"deleted branch {close.branch.name} ({close.reason})"

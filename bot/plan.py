@@ -1,0 +1,303 @@
+"""The planner: desired state against actual state, as a list of changes. Pure.
+
+``plan(catalog, registry, repo)`` takes everything as arguments and does no I/O: no git, no
+network, no clock. For each (environment, model) of the catalog:
+
+* the *desired* version is the environment's MLflow alias, unless Git pins another one
+  (``releasebot rollback``) or marks the alias's version blocked;
+* the *actual* version is what the InferenceService on the main branch serves, and what an open
+  bot branch for the same key already proposes.
+
+The answer never depends on which event asked: running it twice gives the same plan, and a plan
+already carried out gives no change. Every change has a key ``(environment, model, kind)`` that
+names exactly one branch, and a fingerprint of its content so an unchanged plan writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot import yamlio
+from bot.catalog import Catalog, Environment, Model
+from bot.manifests import inferenceservice as isvc
+from bot.manifests.ownership import apply_owned, get
+from bot.prbody import release_body
+from bot.registry import RegistrySnapshot, Version
+
+Kind = Literal["release", "pin"]
+TRAILERS = ("Releasebot-Model", "Releasebot-Version", "Releasebot-Run", "Releasebot-Environment")
+
+
+@dataclass(frozen=True, order=True)
+class Key:
+    environment: str
+    model: str
+    kind: str
+
+    @property
+    def branch(self) -> str:
+        return f"releasebot/{self.environment}/{self.model}/{self.kind}"
+
+
+@dataclass(frozen=True)
+class BotBranch:
+    """An open ``releasebot/...`` branch as the repo adapter found it."""
+
+    name: str
+    head: str
+    version: str | None  # the Releasebot-Version trailer of its head commit
+    fingerprint: str | None
+    human_commits: tuple[str, ...] = ()  # shas of commits on it not made by releasebot
+
+
+@dataclass(frozen=True)
+class RepoState:
+    main_files: Mapping[str, str]  # path -> text on the main branch (the manifests we may edit)
+    branches: Mapping[str, BotBranch] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    path: str
+    old: str
+    new: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Change:
+    key: Key
+    write_back: str
+    edits: tuple[FileEdit, ...]
+    version: str
+    previous: str | None
+    commit_message: str
+    title: str
+    body: str
+    fingerprint: str
+    supersedes: str | None = None  # the version an open branch proposed before
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    team_reviewers: tuple[str, ...] = ()
+    auto_merge: bool = False
+
+
+@dataclass(frozen=True)
+class Close:
+    """An open branch whose change is no longer wanted."""
+
+    key: Key
+    branch: BotBranch
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the plan could not or would not do, said plainly. ``error`` ones fail the run."""
+
+    key: Key
+    message: str
+    error: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    closes: tuple[Close, ...]
+    notes: tuple[Note, ...]
+
+    @property
+    def errors(self) -> tuple[Note, ...]:
+        return tuple(n for n in self.notes if n.error)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a manifest on main serves, and the pin Git holds for it."""
+
+    version: str | None
+    storage_uri: str | None
+    pinned: str | None
+    blocked: frozenset[str]
+
+
+def served(text: str, path: str) -> Served:
+    doc = yamlio.to_plain(yamlio.load(text, path))
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    blocked = {v.strip() for v in str(annotations.get(isvc.BLOCKED_ANNOTATION, "")).split(",") if v.strip()}
+    version = annotations.get(isvc.VERSION_ANNOTATION)
+    pinned = annotations.get(isvc.PINNED_ANNOTATION)
+    return Served(
+        version=str(version) if version is not None else None,
+        storage_uri=isvc.storage_uri_in(doc),
+        pinned=str(pinned) if pinned else None,
+        blocked=frozenset(blocked),
+    )
+
+
+def fingerprint(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def release_edit(path: str, text: str, version: Version) -> FileEdit | None:
+    """The ISVC text serving ``version``: registry-owned fields only, everything else as it was."""
+    doc = yamlio.load(text, path)
+    shape_is_image = (
+        get(doc, ("spec", "predictor", "containers")) is not None and get(doc, ("spec", "predictor", "model")) is None
+    )
+    desired = {
+        "metadata": {
+            "annotations": {isvc.VERSION_ANNOTATION: version.version, isvc.RUN_ANNOTATION: version.run_id}
+            if version.run_id
+            else {isvc.VERSION_ANNOTATION: version.version}
+        },
+        "spec": {
+            "predictor": {
+                "containers": [
+                    {"name": "kserve-container", "env": [{"name": isvc.STORAGE_URI_ENV, "value": version.storage_uri}]}
+                ]
+            }
+            if shape_is_image
+            else {"model": {"storageUri": version.storage_uri}}
+        },
+    }
+    rules = [r for r in isvc.REGISTRY_OWNED if (r.path[2] == "containers") == shape_is_image]
+    changed = apply_owned(doc, yamlio.quote_ambiguous(desired), rules + isvc.RELEASE_ANNOTATIONS)
+    if not changed:
+        return None
+    return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
+
+
+def _commit_message(key: Key, model: Model, env: Environment, v: Version, previous: str | None, reason: str) -> str:
+    was = f" (was {previous})" if previous else ""
+    return (
+        f"Release {model.name} v{v.version} to {env.name}\n\n"
+        f"{reason}{was}.\n\n"
+        f"Releasebot-Model: {model.name}\n"
+        f"Releasebot-Version: {v.version}\n"
+        f"Releasebot-Run: {v.run_id or 'none'}\n"
+        f"Releasebot-Environment: {env.name}\n"
+    )
+
+
+def _plan_release(
+    cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
+) -> tuple[list[Change], list[Close], list[Note]]:
+    key = Key(env.name, model.name, "release")
+    path = f"{env.name}/{model.name}/inferenceservice.yaml"
+    branch = repo.branches.get(key.branch)
+    state = registry.models.get(model.registered_model)
+    text = repo.main_files.get(path)
+    if text is None:
+        return [], [], [Note(key, f"{path} is not on the main branch; run `releasebot render` first", error=True)]
+    now = served(text, path)
+    if now.pinned:
+        wanted, reason = now.pinned, f"Pinned to version {now.pinned} in Git (releasebot rollback)"
+    else:
+        alias = state.alias(env.alias) if state else None
+        if alias is None:
+            message = f"MLflow alias @{env.alias} is not set on registered model {model.registered_model!r}"
+            return [], [], [Note(key, message + "; nothing to release")]
+        if alias in now.blocked:
+            return (
+                [],
+                [],
+                [
+                    Note(
+                        key,
+                        f"@{env.alias} points at version {alias}, which is blocked in Git; "
+                        "`releasebot unblock` to allow it",
+                    )
+                ],
+            )
+        wanted, reason = alias, f"MLflow alias @{env.alias} points at version {alias}"
+    version = state.versions.get(wanted) if state else None
+    if version is None:
+        return (
+            [],
+            [],
+            [
+                Note(
+                    key,
+                    f"version {wanted} of {model.registered_model!r} is not in MLflow (deleted?); nothing was changed",
+                    error=True,
+                )
+            ],
+        )
+    edit = release_edit(path, text, version)
+    if edit is None:
+        closes = [Close(key, branch, f"main already serves version {wanted}")] if branch else []
+        return [], closes, []
+    fp = fingerprint(key.branch, version.version, version.storage_uri, edit.new)
+    if branch is not None and branch.human_commits:
+        return (
+            [],
+            [],
+            [
+                Note(
+                    key,
+                    f"{key.branch} has commits by a person ({', '.join(c[:8] for c in branch.human_commits)}); "
+                    "releasebot will not rewrite it",
+                )
+            ],
+        )
+    if branch is not None and branch.fingerprint == fp:
+        return [], [], []  # already proposed, unchanged
+    previous_v = state.versions.get(now.version) if (state and now.version) else None
+    supersedes = branch.version if branch is not None and branch.version != version.version else None
+    title = f"Release {model.name} v{version.version} to {env.name}"
+    if supersedes:
+        title += f" (supersedes v{supersedes})"
+    body = release_body(cat, env, model, version, previous_v, now.version, (edit,), fp, supersedes, key.branch)
+    change = Change(
+        key=key,
+        write_back=env.write_back,
+        edits=(edit,),
+        version=version.version,
+        previous=now.version,
+        commit_message=_commit_message(key, model, env, version, now.version, reason),
+        title=title,
+        body=body,
+        fingerprint=fp,
+        supersedes=supersedes,
+        labels=("releasebot", *env.labels),
+        reviewers=env.reviewer_users,
+        team_reviewers=env.reviewer_teams,
+        auto_merge=env.auto_merge,
+    )
+    return [change], [], []
+
+
+def plan(
+    cat: Catalog, registry: RegistrySnapshot, repo: RepoState, env: str | None = None, model: str | None = None
+) -> Plan:
+    changes: list[Change] = []
+    closes: list[Close] = []
+    notes: list[Note] = []
+    for e in cat.environments:
+        if env is not None and e.name != env:
+            continue
+        for m in cat.models_in(e):
+            if model is not None and m.name != model:
+                continue
+            c, x, n = _plan_release(cat, e, m, registry, repo)
+            changes += c
+            closes += x
+            notes += n
+    return Plan(tuple(sorted(changes, key=lambda c: c.key)), tuple(closes), tuple(notes))
+
+
+def registry_wants(cat: Catalog, repo: RepoState) -> dict[str, set[str]]:
+    """Which registered models, and which extra versions (those serving today), to read."""
+    wanted: dict[str, set[str]] = {}
+    for e in cat.environments:
+        for m in cat.models_in(e):
+            extra = wanted.setdefault(m.registered_model, set())
+            text = repo.main_files.get(f"{e.name}/{m.name}/inferenceservice.yaml")
+            if text is not None:
+                now = served(text, e.name)
+                extra |= {v for v in (now.version, now.pinned) if v}
+    return wanted

@@ -1,0 +1,92 @@
+"""Observe, plan, write back: one pass of the level-triggered loop.
+
+:func:`reconcile` fetches the environments repo, reads the catalog and manifests from its main
+branch, the bot branches, and a registry snapshot; asks :func:`bot.plan.plan`; and carries the
+plan out: ``commit`` changes straight to main, ``branch`` and ``pull-request`` changes as a
+rebuilt bot branch handed to the environment's forge. When the repo moves under it (a rejected
+push, a lease that no longer holds) it starts over from fresh state, a few times at most.
+
+It holds no state between passes; every pass decides from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot.catalog import CATALOG_FILE, Catalog, parse_catalog
+from bot.errors import ConflictError, PermanentUpstreamError
+from bot.forge import Forge
+from bot.plan import Plan, RepoState, plan, registry_wants
+from bot.registry import Registry
+from bot.repo import EnvRepo
+
+ATTEMPTS = 3
+
+
+@dataclass
+class Result:
+    plan: Plan
+    catalog: Catalog
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def observe(repo: EnvRepo, registry_for: Callable[[Catalog], Registry]) -> tuple[Catalog, RepoState, Registry]:
+    repo.sync()
+    text = repo.read(CATALOG_FILE)
+    if text is None:
+        raise PermanentUpstreamError(f"{repo.remote} has no {CATALOG_FILE} on {repo.branch}")
+    cat = parse_catalog(text, CATALOG_FILE, repo.workdir)
+    paths = [f"{e.name}/{m.name}/inferenceservice.yaml" for e in cat.environments for m in cat.models_in(e)]
+    files = {p: t for p in paths if (t := repo.read(p)) is not None}
+    return cat, RepoState(files, repo.bot_branches()), registry_for(cat)
+
+
+def make_plan(
+    repo: EnvRepo, registry_for: Callable[[Catalog], Registry], env: str | None = None, model: str | None = None
+) -> tuple[Catalog, Plan]:
+    cat, state, registry = observe(repo, registry_for)
+    snapshot = registry.snapshot(registry_wants(cat, state))
+    return cat, plan(cat, snapshot, state, env, model)
+
+
+def reconcile(
+    repo: EnvRepo,
+    registry_for: Callable[[Catalog], Registry],
+    forge_for: Callable[[str], Forge | None],
+    env: str | None = None,
+    model: str | None = None,
+) -> Result:
+    """Carry out the plan. ``forge_for(mode)`` gives the forge of a write-back mode, or None when
+    that mode is not available here: its changes are then skipped, and said so."""
+    for attempt in range(ATTEMPTS):
+        cat, p = make_plan(repo, registry_for, env, model)
+        result = Result(p, cat)
+        try:
+            for change in p.changes:
+                if change.write_back != "commit" and forge_for(change.write_back) is None:
+                    result.skipped.append(
+                        f"{change.key.branch}: {change.write_back} write-back is not configured here; skipped"
+                    )
+                    continue
+                if change.write_back == "commit":
+                    sha = repo.commit_to_main(change)
+                    result.done.append(f"committed {change.title} to {repo.branch} ({sha[:12]})")
+                    continue
+                expected = repo.bot_branches().get(change.key.branch)
+                head = repo.push_branch(change, expected.head if expected else None)
+                forge = forge_for(change.write_back)
+                assert forge is not None
+                where = forge.propose(change, head)
+                verb = "updated" if expected else "pushed"
+                result.done.append(f"{verb} {change.title}: {where}")
+            for close in p.closes:
+                forge = forge_for(cat.environment(close.key.environment).write_back) or forge_for("branch")
+                assert forge is not None
+                result.done.append(forge.withdraw(close))
+            return result
+        except ConflictError:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
