@@ -223,8 +223,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             f"{'error' if note.error else 'note'}: {note.key.environment}/{note.key.model}: {note.message}",
             file=sys.stderr,
         )
-    if not result.done and not result.plan.notes and not result.skipped:
-        print("Nothing to do: every environment serves what its alias says.")
+    if not result.done:
+        print("Nothing to change.")
     return 1 if result.plan.errors else 0
 
 

@@ -200,7 +200,22 @@ def _plan_release(
         alias = state.alias(env.alias) if state else None
         if alias is None:
             message = f"MLflow alias @{env.alias} is not set on registered model {model.registered_model!r}"
-            return [], [], [Note(key, message + "; nothing to release")]
+            if now.version is None:
+                return [], [], [Note(key, message + "; nothing to release yet")]
+            # It drove this environment before. Deleting a version removes its aliases without any
+            # webhook, so this is most often a deleted version: a person has to say what now.
+            return (
+                [],
+                [],
+                [
+                    Note(
+                        key,
+                        f"{message}, but {env.name} serves version {now.version}; was the "
+                        "version it pointed at deleted? Nothing was changed",
+                        error=True,
+                    )
+                ],
+            )
         if alias in now.blocked:
             return (
                 [],

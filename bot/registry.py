@@ -108,6 +108,8 @@ class Registry:
             code = getattr(exc, "error_code", "")
             if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 raise PermanentUpstreamError(f"MLflow: {what}: {exc.message}") from exc
+            if any(s in str(exc) for s in ("Failed to establish", "Connection refused", "timed out")):
+                raise TransientUpstreamError(f"MLflow at {self.tracking_uri} is unreachable ({what})") from exc
             if "Max retries exceeded" in str(exc) or code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", ""):
                 raise TransientUpstreamError(f"MLflow at {self.tracking_uri} failed: {what}: {exc.message}") from exc
             raise PermanentUpstreamError(f"MLflow: {what}: {exc.message}") from exc

@@ -1,0 +1,284 @@
+"""The release loop against a real MLflow server and real git repositories.
+
+Each test registers its own model (the server is shared by the session), creates an environments
+repo with ``releasebot init``, makes a bare clone of it the remote, and drives
+``releasebot plan/reconcile/history`` as a user would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bot import yamlio
+from bot.validate import check_manifest
+from tests.conftest import EXAMPLE_CATALOG
+
+CATALOG = """version: 1
+registry:
+  trackingUri: {url}
+  storageUriMap:
+    "s3://raw-artifacts/": s3://serving-artifacts/
+repository:
+  url: https://github.com/acme/envs.git
+cluster:
+  name: test
+karpenter:
+  nodeRole: NodeRole
+environments:
+  - name: dev
+    alias: candidate
+    namespace: models-dev
+    writeBack: commit
+  - name: staging
+    alias: champion
+    namespace: models-staging
+    writeBack: branch
+models:
+  - name: fraud
+    registeredModel: {registered}
+    serving:
+      format: mlflow
+    resources:
+      cpu: 250m
+      memory: 512Mi
+    replicas:
+      min: 1
+      max: 2
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+class World:
+    """A registered model in the shared MLflow server and an environments repo for it."""
+
+    def __init__(self, url: str, tmp: Path, run_cli) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.url, self.tmp, self.run_cli = url, tmp, run_cli
+        self.name = f"fraud-{uuid.uuid4().hex[:8]}"
+        self.client = MlflowClient(url)
+        self.client.create_registered_model(self.name)
+        catalog = tmp / "catalog" / "releasebot.yaml"
+        catalog.parent.mkdir()
+        catalog.write_text(CATALOG.format(url=url, registered=self.name))
+        assert run_cli("init", tmp / "seed", "--catalog", catalog).code == 0
+        self.remote = tmp / "envs.git"
+        subprocess.run(["git", "clone", "--quiet", "--bare", str(tmp / "seed"), str(self.remote)], check=True)
+        self.loop = ["--repo", str(self.remote), "--workdir", str(tmp / "work")]
+
+    def version(self, accuracy: float, source: str | None = None) -> str:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.url)
+        with mlflow.start_run() as run:
+            mlflow.log_metrics({"accuracy": accuracy, "f1": accuracy - 0.05})
+            mlflow.log_param("C", "1.0")
+            run_id = run.info.run_id
+        uri = (source or f"s3://models/{self.name}/{uuid.uuid4().hex[:6]}").replace("{run_id}", run_id)
+        mv = self.client.create_model_version(self.name, uri, run_id=run_id)
+        return str(mv.version)
+
+    def alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.name, alias, version)
+
+    def refs(self) -> dict[str, str]:
+        out = git(self.remote, "for-each-ref", "--format=%(refname) %(objectname)")
+        return dict(line.split() for line in out.splitlines())
+
+    def reconcile(self, *extra: str):
+        return self.run_cli("reconcile", *self.loop, *extra)
+
+    def show(self, ref: str, path: str) -> str:
+        return git(self.remote, "show", f"{ref}:{path}")
+
+    def merge(self, branch: str) -> None:
+        """A person merges the bot's branch into main."""
+        clone = self.tmp / f"person-{uuid.uuid4().hex[:6]}"
+        subprocess.run(["git", "clone", "--quiet", str(self.remote), str(clone)], check=True)
+        git(
+            clone,
+            "-c",
+            "user.name=Person",
+            "-c",
+            "user.email=person@example.com",
+            "merge",
+            "--quiet",
+            "--no-ff",
+            "-m",
+            f"Merge {branch}",
+            f"origin/{branch}",
+        )
+        git(clone, "push", "--quiet", "origin", "main")
+
+
+@pytest.fixture
+def world(mlflow_url: str, tmp_path: Path, run_cli) -> World:
+    return World(mlflow_url, tmp_path, run_cli)
+
+
+STAGING = "refs/heads/releasebot/staging/fraud/release"
+ISVC = "staging/fraud/inferenceservice.yaml"
+
+
+def test_setting_an_alias_yields_exactly_one_change(world: World) -> None:
+    before = world.refs()
+    v1 = world.version(0.91)
+    world.alias("champion", v1)
+    result = world.reconcile()
+    assert result.code == 0, result.err
+    after = world.refs()
+    assert set(after) - set(before) == {STAGING}
+    assert after["refs/heads/main"] == before["refs/heads/main"]
+    assert git(world.remote, "rev-list", "--count", f"main..{STAGING}").strip() == "1"
+    message = git(world.remote, "log", "-1", "--format=%B", STAGING)
+    assert f"Releasebot-Version: {v1}" in message and "Releasebot-Environment: staging" in message
+    assert "Releasebot-Model: fraud" in message and "Releasebot-Run: " in message
+
+
+def test_reconciling_twice_writes_nothing_the_second_time(world: World) -> None:
+    world.alias("champion", world.version(0.9))
+    assert world.reconcile().code == 0
+    refs = world.refs()
+    second = world.reconcile()
+    assert second.code == 0 and "Nothing to change." in second.out
+    assert world.refs() == refs
+
+
+def test_moving_the_alias_before_merge_updates_the_same_branch(world: World) -> None:
+    v2, v3 = world.version(0.90), world.version(0.93)
+    world.alias("champion", v2)
+    assert world.reconcile().code == 0
+    world.alias("champion", v3)
+    result = world.reconcile()
+    assert result.code == 0
+    assert f"(supersedes v{v2})" in result.out
+    refs = world.refs()
+    assert [r for r in refs if r.startswith("refs/heads/releasebot/")] == [STAGING]
+    assert git(world.remote, "rev-list", "--count", f"main..{STAGING}").strip() == "1"  # rebuilt, not stacked
+    assert f"releasebot.dev/version: '{v3}'" in world.show(STAGING, ISVC)
+
+
+def test_moving_the_alias_back_to_the_deployed_version_closes_the_branch(world: World) -> None:
+    v1, v2 = world.version(0.90), world.version(0.92)
+    world.alias("champion", v1)
+    assert world.reconcile().code == 0
+    world.merge("releasebot/staging/fraud/release")
+    world.alias("champion", v2)
+    assert world.reconcile().code == 0
+    assert STAGING in world.refs()
+    world.alias("champion", v1)
+    result = world.reconcile()
+    assert result.code == 0
+    assert f"main already serves version {v1}" in result.out
+    assert STAGING not in world.refs()
+
+
+def test_commit_mode_commits_to_main_with_trailers_and_history_reads_them(world: World) -> None:
+    v1, v2 = world.version(0.8), world.version(0.85)
+    for v in (v1, v2):
+        world.alias("candidate", v)
+        assert world.reconcile().code == 0
+    assert f"releasebot.dev/version: '{v2}'" in world.show("main", "dev/fraud/inferenceservice.yaml")
+    result = world.run_cli("history", "fraud", "--env", "dev", *world.loop)
+    lines = result.out.splitlines()
+    assert [line.split()[2] for line in lines[1:]] == [v2, v1]
+
+
+def test_changed_manifest_differs_only_in_owned_fields_and_validates(world: World) -> None:
+    world.alias("champion", world.version(0.9, source="s3://raw-artifacts/3/models/m-abc/artifacts"))
+    assert world.reconcile().code == 0
+    old, new = world.show("main", ISVC), world.show(STAGING, ISVC)
+    removed = [line for line in old.splitlines() if line not in new.splitlines()]
+    added = [line for line in new.splitlines() if line not in old.splitlines()]
+    assert removed == []
+    assert [a.split(":")[0].strip() for a in added] == ["releasebot.dev/version", "releasebot.dev/run-id", "storageUri"]
+    assert "storageUri: s3://serving-artifacts/3/models/m-abc/artifacts" in new  # mapped by the catalog
+    assert check_manifest(ISVC, yamlio.load(new, ISVC)) == []
+
+
+def test_a_persons_commit_on_the_bot_branch_stops_rewrites(world: World) -> None:
+    v1, v2 = world.version(0.9), world.version(0.95)
+    world.alias("champion", v1)
+    assert world.reconcile().code == 0
+    clone = world.tmp / "person"
+    subprocess.run(
+        ["git", "clone", "--quiet", "-b", "releasebot/staging/fraud/release", str(world.remote), str(clone)], check=True
+    )
+    (clone / ISVC).write_text((clone / ISVC).read_text() + "# tuned by hand\n")
+    git(clone, "-c", "user.name=Person", "-c", "user.email=person@example.com", "commit", "-qam", "tweak")
+    git(clone, "push", "--quiet")
+    head = world.refs()[STAGING]
+    world.alias("champion", v2)
+    result = world.reconcile()
+    assert result.code == 0
+    assert "has commits by a person" in result.err and "will not rewrite it" in result.err
+    assert world.refs()[STAGING] == head
+
+
+def test_a_deleted_model_version_is_a_clear_error_and_writes_nothing(world: World) -> None:
+    v1, v2 = world.version(0.9), world.version(0.91)
+    world.alias("candidate", v1)
+    assert world.reconcile().code == 0
+    world.alias("candidate", v2)
+    world.client.delete_model_version(world.name, v2)  # MLflow drops the alias with it, silently
+    refs = world.refs()
+    result = world.reconcile()
+    assert result.code == 1
+    assert "alias @candidate is not set" in result.err and "deleted" in result.err
+    assert world.refs() == refs
+
+
+def test_unreachable_mlflow_is_a_clear_error_and_writes_nothing(world: World) -> None:
+    from tests.mlflow_server import free_port
+
+    refs = world.refs()
+    result = world.reconcile("--tracking-uri", f"http://127.0.0.1:{free_port()}")
+    assert result.code == 1
+    assert "unreachable" in result.err and "nothing was written" in result.err
+    assert world.refs() == refs
+
+
+def test_an_artifact_location_kserve_cannot_read_is_refused(world: World) -> None:
+    # The server keeps artifacts on its own disk: the download URI is a local path.
+    world.alias("champion", world.version(0.9, source="runs:/{run_id}/model"))
+    refs = world.refs()
+    result = world.reconcile()
+    assert result.code == 1
+    assert "KServe cannot read the artifact location" in result.err
+    assert "map it with registry.storageUriMap" in result.err
+    assert world.refs() == refs
+
+
+def test_plan_writes_nothing_and_speaks_json(world: World) -> None:
+    world.alias("champion", world.version(0.9))
+    refs = world.refs()
+    result = world.run_cli("plan", *world.loop, "--output", "json")
+    assert result.code == 0
+    import json
+
+    rows = json.loads(result.out)["changes"]
+    assert [(r["environment"], r["action"], r["to"]) for r in rows if r["action"] != "note"] == [
+        ("staging", "branch", "1")
+    ]
+    assert world.refs() == refs
+
+
+def test_example_catalog_is_untouched_by_the_loop() -> None:
+    assert "trackingUri: http://mlflow.mlflow.svc.cluster.local:5000" in EXAMPLE_CATALOG.read_text()
+
+
+def test_mlflow_proxied_artifacts_need_a_mapping() -> None:
+    from bot.errors import PermanentUpstreamError
+    from bot.registry import map_storage_uri
+
+    uri = "mlflow-artifacts:/0/models/m-1/artifacts"
+    with pytest.raises(PermanentUpstreamError, match=r"map it with registry\.storageUriMap"):
+        map_storage_uri(uri, (), "m v1")
+    assert map_storage_uri(uri, [("mlflow-artifacts:/", "s3://b/a/")], "m v1") == "s3://b/a/0/models/m-1/artifacts"
