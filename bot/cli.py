@@ -23,8 +23,10 @@ from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.errors import InvalidInput, ReleasebotError
 from bot.forge.git import GitForge
 from bot.manifests.render import as_json, dir_reader, list_files, plan_render, write_changes
-from bot.plan import Plan
-from bot.reconcile import make_plan, reconcile
+from bot.plan import Change, Note, Plan, served
+from bot.plan import rollback as plan_rollback
+from bot.plan import unblock as plan_unblock
+from bot.reconcile import make_plan, observe, reconcile, write_back
 from bot.registry import Registry
 from bot.repo import EnvRepo, default_workdir, init_repository
 from bot.validate import validate_repo
@@ -254,6 +256,36 @@ def _loop_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the catalog's)")
 
 
+def _write_one(repo: EnvRepo, change: Change | Note) -> int:
+    if isinstance(change, Note):
+        return _fail(change.message + ("" if not change.error else "; nothing was written"))
+    print(write_back(repo, change, _forge_for(repo)))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    repo = _repo(args)
+    cat, state, registry = observe(repo, _registry_for(args))
+    if args.model not in {m.name for m in cat.models} or args.env not in {e.name for e in cat.environments}:
+        return _fail(f"no model {args.model!r} in environment {args.env!r} in the catalog")
+    now = served(state.main_files.get(f"{args.env}/{args.model}/inferenceservice.yaml", ""), args.env)
+    target = args.to
+    if target is None:
+        earlier = [r.version for r in repo.history(args.model, args.env) if r.version not in (now.version, "?")]
+        earlier = [v for v in earlier if v not in now.blocked]
+        if not earlier:
+            return _fail(f"no earlier release of {args.model} in {args.env} on record; give --to VERSION")
+        target = earlier[0]
+    version = registry.version(cat.model(args.model).registered_model, target)
+    return _write_one(repo, plan_rollback(cat, args.env, args.model, state, version))
+
+
+def cmd_unblock(args: argparse.Namespace) -> int:
+    repo = _repo(args)
+    cat, state, _ = observe(repo, _registry_for(args))
+    return _write_one(repo, plan_unblock(cat, args.env, args.model, state, args.version))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -302,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env")
     p.add_argument("--output", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("rollback", help="pin the previous version in Git and block the one serving now")
+    _loop_options(p)
+    p.add_argument("model")
+    p.add_argument("--env", required=True)
+    p.add_argument("--to", help="the version to go back to (default: the release before the current one)")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("unblock", help="clear a rollback's pin, and unblock versions")
+    _loop_options(p)
+    p.add_argument("model")
+    p.add_argument("--env", required=True)
+    p.add_argument("--version", help="unblock only this version (default: all)")
+    p.set_defaults(func=cmd_unblock)
 
     p = sub.add_parser("demo", help="the release loop end to end on MLflow/SQLite and a local git repo")
     p.add_argument("--dir", default="demo", help="where to put the MLflow store and environments repo")

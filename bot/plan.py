@@ -142,30 +142,47 @@ def fingerprint(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def release_edit(path: str, text: str, version: Version) -> FileEdit | None:
-    """The ISVC text serving ``version``: registry-owned fields only, everything else as it was."""
-    doc = yamlio.load(text, path)
+def _apply_release(doc: object, version: Version) -> list[str]:
+    """Set the registry-owned fields of a loaded ISVC to serve ``version``; return what changed."""
     shape_is_image = (
         get(doc, ("spec", "predictor", "containers")) is not None and get(doc, ("spec", "predictor", "model")) is None
     )
-    desired = {
-        "metadata": {
-            "annotations": {isvc.VERSION_ANNOTATION: version.version, isvc.RUN_ANNOTATION: version.run_id}
-            if version.run_id
-            else {isvc.VERSION_ANNOTATION: version.version}
-        },
-        "spec": {
-            "predictor": {
-                "containers": [
-                    {"name": "kserve-container", "env": [{"name": isvc.STORAGE_URI_ENV, "value": version.storage_uri}]}
-                ]
-            }
-            if shape_is_image
-            else {"model": {"storageUri": version.storage_uri}}
-        },
-    }
+    annotations = {isvc.VERSION_ANNOTATION: version.version}
+    if version.run_id:
+        annotations[isvc.RUN_ANNOTATION] = version.run_id
+    storage = {isvc.STORAGE_URI_ENV: version.storage_uri}
+    predictor = (
+        {"containers": [{"name": "kserve-container", "env": [{"name": k, "value": v} for k, v in storage.items()]}]}
+        if shape_is_image
+        else {"model": {"storageUri": version.storage_uri}}
+    )
+    desired = {"metadata": {"annotations": annotations}, "spec": {"predictor": predictor}}
     rules = [r for r in isvc.REGISTRY_OWNED if (r.path[2] == "containers") == shape_is_image]
-    changed = apply_owned(doc, yamlio.quote_ambiguous(desired), rules + isvc.RELEASE_ANNOTATIONS)
+    return apply_owned(doc, yamlio.quote_ambiguous(desired), rules + isvc.RELEASE_ANNOTATIONS)
+
+
+def release_edit(path: str, text: str, version: Version) -> FileEdit | None:
+    """The ISVC text serving ``version``: registry-owned fields only, everything else as it was."""
+    doc = yamlio.load(text, path)
+    changed = _apply_release(doc, version)
+    if not changed:
+        return None
+    return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
+
+
+def pin_edit(
+    path: str, text: str, pinned: str | None, blocked: frozenset[str], version: Version | None
+) -> FileEdit | None:
+    """Record a pin and blocked versions in the ISVC (and serve ``version`` when given)."""
+    doc = yamlio.load(text, path)
+    annotations: dict[str, str] = {}
+    if pinned:
+        annotations[isvc.PINNED_ANNOTATION] = pinned
+    if blocked:
+        annotations[isvc.BLOCKED_ANNOTATION] = ",".join(sorted(blocked, key=lambda v: (len(v), v)))
+    changed = apply_owned(doc, yamlio.quote_ambiguous({"metadata": {"annotations": annotations}}), isvc.PIN_ANNOTATIONS)
+    if version is not None:
+        changed += _apply_release(doc, version)
     if not changed:
         return None
     return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
@@ -316,3 +333,90 @@ def registry_wants(cat: Catalog, repo: RepoState) -> dict[str, set[str]]:
                 now = served(text, e.name)
                 extra |= {v for v in (now.version, now.pinned) if v}
     return wanted
+
+
+def rollback(cat: Catalog, env_name: str, model_name: str, repo: RepoState, target: Version) -> Change | Note:
+    """Pin ``target`` in Git and block the version serving now, as one change of kind ``pin``."""
+    env, model = cat.environment(env_name), cat.model(model_name)
+    key = Key(env.name, model.name, "pin")
+    path = f"{env.name}/{model.name}/inferenceservice.yaml"
+    text = repo.main_files.get(path)
+    if text is None:
+        return Note(key, f"{path} is not on the main branch", error=True)
+    now = served(text, path)
+    if now.version is None:
+        return Note(key, f"{env.name} has no release of {model.name} to roll back", error=True)
+    if target.version == now.version:
+        return Note(key, f"{env.name} already serves version {target.version}", error=True)
+    blocked = now.blocked | {now.version}
+    edit = pin_edit(path, text, target.version, frozenset(blocked), target)
+    assert edit is not None
+    fp = fingerprint(key.branch, target.version, ",".join(sorted(blocked)), edit.new)
+    title = f"Roll back {model.name} in {env.name} to v{target.version} (blocks v{now.version})"
+    message = (
+        f"{title}\n\nPinned to version {target.version}; version {now.version} is blocked until "
+        f"`releasebot unblock {model.name} --env {env.name}`.\n\n"
+        f"Releasebot-Model: {model.name}\nReleasebot-Version: {target.version}\n"
+        f"Releasebot-Run: {target.run_id or 'none'}\nReleasebot-Environment: {env.name}\n"
+    )
+    body = (
+        f"Rolls **{model.name}** in **{env.name}** back from v{now.version} to v{target.version}.\n\n"
+        f"- pins version {target.version} (`{isvc.PINNED_ANNOTATION}`): alias moves are ignored while pinned\n"
+        f"- blocks version {now.version} (`{isvc.BLOCKED_ANNOTATION}`)\n"
+        f"- artifact: `{target.storage_uri}`\n\n"
+        f"Clear both with `releasebot unblock {model.name} --env {env.name}`.\n\n"
+        f"<!-- releasebot:fingerprint={fp} -->"
+    )
+    return Change(
+        key=key,
+        write_back=env.write_back,
+        edits=(edit,),
+        version=target.version,
+        previous=now.version,
+        commit_message=message,
+        title=title,
+        body=body,
+        fingerprint=fp,
+        labels=("releasebot", "rollback"),
+        reviewers=env.reviewer_users,
+        team_reviewers=env.reviewer_teams,
+    )
+
+
+def unblock(cat: Catalog, env_name: str, model_name: str, repo: RepoState, version: str | None) -> Change | Note:
+    """Clear the pin, and unblock ``version`` (or every blocked version)."""
+    env, model = cat.environment(env_name), cat.model(model_name)
+    key = Key(env.name, model.name, "pin")
+    path = f"{env.name}/{model.name}/inferenceservice.yaml"
+    text = repo.main_files.get(path)
+    if text is None:
+        return Note(key, f"{path} is not on the main branch", error=True)
+    now = served(text, path)
+    if version is not None and version not in now.blocked:
+        return Note(key, f"version {version} is not blocked in {env.name}", error=True)
+    blocked = frozenset() if version is None else now.blocked - {version}
+    edit = pin_edit(path, text, None, blocked, None)
+    if edit is None:
+        return Note(key, f"nothing is pinned or blocked for {model.name} in {env.name}")
+    fp = fingerprint(key.branch, "unblock", ",".join(sorted(blocked)), edit.new)
+    what = f"v{version}" if version else "all versions"
+    title = f"Unblock {model.name} in {env.name} ({what}; alias @{env.alias} drives releases again)"
+    message = (
+        f"{title}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
+        f"Releasebot-Unblocked: {version or 'all'}\n"
+    )
+    body = f"{title}.\n\n<!-- releasebot:fingerprint={fp} -->"
+    return Change(
+        key=key,
+        write_back=env.write_back,
+        edits=(edit,),
+        version=now.version or "-",
+        previous=now.version,
+        commit_message=message,
+        title=title,
+        body=body,
+        fingerprint=fp,
+        labels=("releasebot",),
+        reviewers=env.reviewer_users,
+        team_reviewers=env.reviewer_teams,
+    )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from bot.catalog import CATALOG_FILE, Catalog, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError
 from bot.forge import Forge
-from bot.plan import Plan, RepoState, plan, registry_wants
+from bot.plan import Change, Plan, RepoState, plan, registry_wants
 from bot.registry import Registry
 from bot.repo import EnvRepo
 
@@ -51,6 +51,20 @@ def make_plan(
     return cat, plan(cat, snapshot, state, env, model)
 
 
+def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge | None]) -> str:
+    """Carry out one change by its environment's mode; return what was done."""
+    if change.write_back == "commit":
+        sha = repo.commit_to_main(change)
+        return f"committed {change.title} to {repo.branch} ({sha[:12]})"
+    expected = repo.bot_branches().get(change.key.branch)
+    head = repo.push_branch(change, expected.head if expected else None)
+    forge = forge_for(change.write_back)
+    if forge is None:
+        raise PermanentUpstreamError(f"{change.write_back} write-back is not configured here")
+    verb = "updated" if expected else "pushed"
+    return f"{verb} {change.title}: {forge.propose(change, head)}"
+
+
 def reconcile(
     repo: EnvRepo,
     registry_for: Callable[[Catalog], Registry],
@@ -70,17 +84,7 @@ def reconcile(
                         f"{change.key.branch}: {change.write_back} write-back is not configured here; skipped"
                     )
                     continue
-                if change.write_back == "commit":
-                    sha = repo.commit_to_main(change)
-                    result.done.append(f"committed {change.title} to {repo.branch} ({sha[:12]})")
-                    continue
-                expected = repo.bot_branches().get(change.key.branch)
-                head = repo.push_branch(change, expected.head if expected else None)
-                forge = forge_for(change.write_back)
-                assert forge is not None
-                where = forge.propose(change, head)
-                verb = "updated" if expected else "pushed"
-                result.done.append(f"{verb} {change.title}: {where}")
+                result.done.append(write_back(repo, change, forge_for))
             for close in p.closes:
                 forge = forge_for(cat.environment(close.key.environment).write_back) or forge_for("branch")
                 assert forge is not None

@@ -220,8 +220,8 @@ class EnvRepo:
                 continue
             sha, date, body = record.strip("\n").split("\x1f", 2)
             t = trailers(body)
-            if t.get("Releasebot-Model") != model:
-                continue
+            if t.get("Releasebot-Model") != model or "Releasebot-Version" not in t:
+                continue  # another model, or a commit that served no new version (unblock)
             if environment and t.get("Releasebot-Environment") != environment:
                 continue
             releases.append(

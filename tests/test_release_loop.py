@@ -282,3 +282,38 @@ def test_mlflow_proxied_artifacts_need_a_mapping() -> None:
     with pytest.raises(PermanentUpstreamError, match=r"map it with registry\.storageUriMap"):
         map_storage_uri(uri, (), "m v1")
     assert map_storage_uri(uri, [("mlflow-artifacts:/", "s3://b/a/")], "m v1") == "s3://b/a/0/models/m-1/artifacts"
+
+
+def test_rollback_pins_the_previous_version_until_unblocked(world: World) -> None:
+    v1, v2, v3 = world.version(0.9), world.version(0.8), world.version(0.95)
+    for v in (v1, v2):
+        world.alias("candidate", v)
+        assert world.reconcile().code == 0
+    result = world.run_cli("rollback", "fraud", "--env", "dev", *world.loop)
+    assert result.code == 0, result.err
+    dev = world.show("main", "dev/fraud/inferenceservice.yaml")
+    assert f"releasebot.dev/pinned-version: '{v1}'" in dev and f"releasebot.dev/blocked-versions: '{v2}'" in dev
+    assert f"releasebot.dev/version: '{v1}'" in dev
+    # While pinned, a new alias move does not release.
+    world.alias("candidate", v3)
+    refs = world.refs()
+    assert world.reconcile().code == 0 and world.refs() == refs
+    # Unblocking hands control back to the alias.
+    assert world.run_cli("unblock", "fraud", "--env", "dev", *world.loop).code == 0
+    assert "pinned-version" not in world.show("main", "dev/fraud/inferenceservice.yaml")
+    assert world.reconcile().code == 0
+    assert f"releasebot.dev/version: '{v3}'" in world.show("main", "dev/fraud/inferenceservice.yaml")
+    history = world.run_cli("history", "fraud", "--env", "dev", *world.loop).out.splitlines()[1:]
+    assert [line.split()[2] for line in history] == [v3, v1, v2, v1]
+
+
+def test_a_blocked_version_is_not_released_again(world: World) -> None:
+    v1, v2 = world.version(0.9), world.version(0.8)
+    for v in (v1, v2):
+        world.alias("candidate", v)
+        assert world.reconcile().code == 0
+    assert world.run_cli("rollback", "fraud", "--env", "dev", "--to", v1, *world.loop).code == 0
+    assert world.run_cli("unblock", "fraud", "--env", "dev", "--version", "99", *world.loop).code == 1
+    result = world.run_cli("plan", *world.loop, "--env", "dev")
+    assert "pinned" not in result.out  # the pin holds v1, alias v2 is blocked: nothing to do
+    assert result.code == 0
