@@ -17,11 +17,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot import __version__
+from bot import __version__, yamlio
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.errors import InvalidInput, ReleasebotError
+from bot.forge import Forge
 from bot.forge.git import GitForge
+from bot.forge.github import forge_from_env
 from bot.manifests.render import as_json, dir_reader, list_files, plan_render, write_changes
 from bot.plan import Change, Note, Plan, served
 from bot.plan import rollback as plan_rollback
@@ -148,7 +150,18 @@ def _registry_for(args: argparse.Namespace):
 
 def _forge_for(repo: EnvRepo):
     plain = GitForge(repo)
-    return lambda mode: plain if mode in ("commit", "branch") else None
+    github: list[Forge | None] = []
+
+    def forge(mode: str) -> Forge | None:
+        if mode in ("commit", "branch"):
+            return plain
+        if not github:  # made on first use: it may look up the App installation
+            text = repo.read(CATALOG_FILE) or ""
+            url = yamlio.to_plain(yamlio.load(text, CATALOG_FILE))["repository"]["url"]
+            github.append(forge_from_env(repo, url, repo.branch, dict(os.environ)))
+        return github[0]
+
+    return forge
 
 
 def _plan_rows(p: Plan) -> list[dict[str, str]]:

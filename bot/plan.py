@@ -101,6 +101,7 @@ class Note:
     key: Key
     message: str
     error: bool = False
+    tell: bool = False  # worth saying on the key's pull request too
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,12 @@ def reconcile(
                     )
                     continue
                 result.done.append(write_back(repo, change, forge_for))
+            for note in p.notes:
+                forge = forge_for(cat.environment(note.key.environment).write_back)
+                if note.tell and forge is not None:
+                    said = forge.note(note.key, note.message)
+                    if said:
+                        result.done.append(said)
             for close in p.closes:
                 forge = forge_for(cat.environment(close.key.environment).write_back) or forge_for("branch")
                 assert forge is not None

@@ -1,15 +1,16 @@
 """Where a planned change goes once its branch is pushed: one module per forge.
 
-A forge has two verbs. ``propose`` makes the pushed branch reviewable (a pull request on GitHub;
+A forge has three verbs. ``propose`` makes the pushed branch reviewable (a pull request on GitHub;
 nothing more on a plain git remote) and ``withdraw`` retracts a branch whose change is no longer
-wanted. Both must be idempotent: the reconciler may call them again for the same key.
+wanted; ``note`` tells reviewers something once. All must be idempotent: the reconciler may
+call them again for the same key.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from bot.plan import Change, Close
+from bot.plan import Change, Close, Key
 
 
 class Forge(Protocol):
@@ -19,4 +20,8 @@ class Forge(Protocol):
 
     def withdraw(self, close: Close) -> str:
         """Retract the branch of ``close``; return what was done."""
+        ...
+
+    def note(self, key: Key, message: str) -> str | None:
+        """Say ``message`` where the key's reviewers will see it, once; None when nothing was said."""
         ...

@@ -6,7 +6,7 @@ Review happens however the team reviews branches; merging is a person's ``git me
 
 from __future__ import annotations
 
-from bot.plan import Change, Close
+from bot.plan import Change, Close, Key
 from bot.repo import EnvRepo
 
 
@@ -20,3 +20,6 @@ class GitForge:
     def withdraw(self, close: Close) -> str:
         self.repo.delete_branch(close.branch)
         return f"deleted branch {close.branch.name} ({close.reason})"
+
+    def note(self, key: Key, message: str) -> str | None:
+        return None  # a bare branch has nowhere to say it; the CLI prints it

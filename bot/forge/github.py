@@ -1,0 +1,249 @@
+"""GitHub as a forge, through PyGithub: one pull request per bot branch.
+
+* Auth: a plain token, or a GitHub App (a JWT exchanged for an installation token, refreshed five
+  minutes before it expires, and once more when GitHub answers 401).
+* ``propose``: look the pull request up by head branch first; create it if there is none (GitHub's
+  422 "A pull request already exists" counts as success: someone else, perhaps another replica,
+  created it a moment ago); otherwise edit title and body when the fingerprint in the body
+  changed (a newer alias move), and do nothing when it did not. Labels go on at creation.
+* ``withdraw``: comment why, close the pull request, delete the branch (by git, like the push).
+* ``note``: say something on the pull request once (a hidden marker keeps it from repeating).
+
+Reviewers come from the environments repo's generated CODEOWNERS, so branch protection asks the
+right people without an extra call per pull request. Transient failures (5xx, rate limits) are
+retried by PyGithub's ``GithubRetry``; what is left becomes a releasebot error with the retry bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github.PullRequest import PullRequest
+from github.Repository import Repository
+
+from bot import prbody
+from bot.errors import PermanentUpstreamError, TransientUpstreamError
+from bot.plan import Change, Close, Key
+from bot.repo import EnvRepo
+
+API = "https://api.github.com"
+REFRESH_BEFORE = timedelta(minutes=5)
+_NOTE_MARKER = "<!-- releasebot:note={} -->"
+
+
+def repo_full_name(url: str) -> str:
+    """``https://github.com/acme/envs.git`` or ``git@github.com:acme/envs.git`` -> ``acme/envs``."""
+    match = re.search(r"github\.com[:/]([^/]+)/([^/]+?)(?:\.git)?/?$", url)
+    if not match:
+        raise PermanentUpstreamError(f"repository.url {url!r} is not a GitHub repository")
+    return f"{match.group(1)}/{match.group(2)}"
+
+
+class TokenSource:
+    """Hands out a token; for a GitHub App, fresh installation tokens."""
+
+    def __init__(
+        self,
+        token: str | None = None,
+        app_id: str | None = None,
+        private_key: str | None = None,
+        installation_id: int | None = None,
+        base_url: str = API,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if not token and not (app_id and private_key):
+            raise PermanentUpstreamError("GitHub needs a token or a GitHub App id and private key")
+        self._static = token
+        self._clock = clock
+        self._installation_id = installation_id
+        self._integration = (
+            GithubIntegration(auth=Auth.AppAuth(app_id, private_key), base_url=base_url) if not token else None
+        )
+        self._token: str | None = None
+        self._expires: datetime | None = None
+        self.refreshes = 0
+
+    def token(self, force: bool = False) -> str:
+        if self._static:
+            return self._static
+        assert self._integration is not None
+        if self._installation_id is None:
+            raise PermanentUpstreamError("a GitHub App needs its installation id (or a repository to look it up)")
+        stale = self._expires is None or self._clock() >= self._expires - REFRESH_BEFORE
+        if force or self._token is None or stale:
+            grant = self._integration.get_access_token(self._installation_id)
+            self._token, self._expires = grant.token, grant.expires_at
+            self.refreshes += 1
+        assert self._token is not None
+        return self._token
+
+    @property
+    def is_app(self) -> bool:
+        return self._static is None
+
+    def find_installation(self, full_name: str) -> None:
+        """Look the App's installation on ``full_name`` up, when it was not given."""
+        if self._integration is not None and self._installation_id is None:
+            owner, name = full_name.split("/")
+            try:
+                self._installation_id = self._integration.get_repo_installation(owner, name).id
+            except GithubException as exc:
+                raise _error(f"find the GitHub App installation on {full_name}", exc) from exc
+
+
+def forge_from_env(repo: EnvRepo, repo_url: str, base: str, env: dict[str, str]) -> GitHubForge | None:
+    """The GitHub forge configured by RELEASEBOT_GITHUB_* variables, or None when there are none."""
+    token = env.get("RELEASEBOT_GITHUB_TOKEN")
+    app_id = env.get("RELEASEBOT_GITHUB_APP_ID")
+    if not token and not app_id:
+        return None
+    key = None
+    if app_id:
+        key_file = env.get("RELEASEBOT_GITHUB_PRIVATE_KEY_FILE")
+        if not key_file:
+            raise PermanentUpstreamError("RELEASEBOT_GITHUB_APP_ID needs RELEASEBOT_GITHUB_PRIVATE_KEY_FILE")
+        key = Path(key_file).read_text()
+    installation = env.get("RELEASEBOT_GITHUB_INSTALLATION_ID")
+    base_url = env.get("RELEASEBOT_GITHUB_API_URL", API)
+    tokens = TokenSource(token, app_id, key, int(installation) if installation else None, base_url)
+    full_name = repo_full_name(repo_url)
+    tokens.find_installation(full_name)
+    return GitHubForge(repo, full_name, tokens, base=base, base_url=base_url)
+
+
+class _LiveToken(Auth.Auth):
+    """PyGithub asks its Auth for the header on every request: hand out the current token, so
+    objects fetched before a refresh keep working after it."""
+
+    def __init__(self, source: TokenSource) -> None:
+        self.source = source
+
+    @property
+    def token_type(self) -> str:
+        return "token"
+
+    @property
+    def token(self) -> str:
+        return self.source.token()
+
+    @property
+    def _masked_token(self) -> str:
+        return "token (removed)"
+
+
+class GitHubForge:
+    def __init__(
+        self,
+        repo: EnvRepo,
+        full_name: str,
+        tokens: TokenSource,
+        base: str = "main",
+        base_url: str = API,
+        throttle: bool = True,
+        retries: int = 3,
+    ) -> None:
+        self.repo = repo
+        self.full_name = full_name
+        self.tokens = tokens
+        self.base = base
+        # PyGithub's own pacing between requests keeps us clear of secondary rate limits.
+        pacing: dict[str, Any] = {} if throttle else {"seconds_between_requests": None, "seconds_between_writes": None}
+        self.gh = Github(
+            auth=_LiveToken(tokens), base_url=base_url, retry=GithubRetry(total=retries), lazy=True, **pacing
+        )
+        self._repo: Repository = self.gh.get_repo(full_name)  # lazy: no request until used
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one GitHub operation; on 401 refresh an App token once and try again."""
+        for attempt in (0, 1):
+            try:
+                return fn()
+            except GithubException as exc:
+                if exc.status == 401 and attempt == 0 and self.tokens.is_app:
+                    self.tokens.token(force=True)
+                    continue
+                raise _error(what, exc) from exc
+            except requests.exceptions.RetryError as exc:
+                raise TransientUpstreamError(f"GitHub: {what}: still failing after retries") from exc
+            except requests.exceptions.RequestException as exc:
+                raise TransientUpstreamError(f"GitHub: {what}: {type(exc).__name__}") from exc
+        raise AssertionError("unreachable")
+
+    def _open_pr(self, branch: str) -> PullRequest | None:
+        owner = self.full_name.split("/")[0]
+        pulls = self._call(
+            f"look up the pull request for {branch}",
+            lambda: list(self._repo.get_pulls(state="open", head=f"{owner}:{branch}", base=self.base)),
+        )
+        return pulls[0] if pulls else None
+
+    # -- the forge verbs ----------------------------------------------------------------------
+
+    def propose(self, change: Change, head: str) -> str:
+        branch = change.key.branch
+        title, body = prbody.title(change.title), change.body
+        pr = self._open_pr(branch)
+        if pr is None:
+            try:
+                pr = self._call(
+                    f"open a pull request for {branch}",
+                    lambda: self._repo.create_pull(base=self.base, head=branch, title=title, body=body),
+                )
+            except PermanentUpstreamError as exc:
+                if "already exists" not in str(exc):
+                    raise
+                pr = self._open_pr(branch)  # created concurrently: carry on with that one
+                if pr is None:
+                    raise
+            else:
+                if change.labels:
+                    created = pr
+                    self._call(f"label #{pr.number}", lambda: created.add_to_labels(*change.labels))
+                return f"opened pull request #{pr.number} ({pr.html_url})"
+        if prbody.fingerprint_in(pr.body) == change.fingerprint and pr.title == title:
+            return f"pull request #{pr.number} is up to date"
+        found = pr
+        self._call(f"update #{pr.number}", lambda: found.edit(title=title, body=body))
+        return f"updated pull request #{pr.number} ({pr.html_url})"
+
+    def withdraw(self, close: Close) -> str:
+        pr = self._open_pr(close.branch.name)
+        if pr is not None:
+            found = pr
+            reason = f"Closing: {prbody.clean(close.reason)}."
+            self._call(f"comment on #{pr.number}", lambda: found.create_issue_comment(reason))
+            self._call(f"close #{pr.number}", lambda: found.edit(state="closed"))
+        self.repo.delete_branch(close.branch)
+        return f"closed pull request #{pr.number} ({close.reason})" if pr else f"deleted {close.branch.name}"
+
+    def note(self, key: Key, message: str) -> str | None:
+        """Say ``message`` on the key's open pull request, once."""
+        pr = self._open_pr(key.branch)
+        if pr is None:
+            return None
+        found = pr
+        marker = _NOTE_MARKER.format(hashlib.sha256(message.encode()).hexdigest()[:12])
+        comments = self._call(f"read comments of #{pr.number}", lambda: list(found.get_issue_comments()))
+        if any(marker in (c.body or "") for c in comments):
+            return None
+        text = f"{prbody.clean(message)}\n\n{marker}"
+        self._call(f"comment on #{pr.number}", lambda: found.create_issue_comment(text))
+        return f"commented on pull request #{pr.number}"
+
+
+def _error(what: str, exc: GithubException) -> Exception:
+    data = exc.data if isinstance(exc.data, dict) else {}
+    detail = "; ".join(
+        [str(data.get("message", ""))] + [str(e.get("message", e)) for e in data.get("errors", []) if e]
+    ).strip("; ")
+    text = f"GitHub {exc.status}: {what}: {prbody.redact(detail)[:300] or 'no detail'}"
+    if exc.status in (429, 500, 502, 503, 504) or (exc.status == 403 and "rate limit" in detail.lower()):
+        return TransientUpstreamError(text)
+    return PermanentUpstreamError(text)
