@@ -58,7 +58,7 @@ def git(repo: Path, *args: str) -> str:
 class World:
     """A registered model in the shared MLflow server and an environments repo for it."""
 
-    def __init__(self, url: str, tmp: Path, run_cli) -> None:
+    def __init__(self, url: str, tmp: Path, run_cli, staging_mode: str = "branch") -> None:
         from mlflow.tracking import MlflowClient
 
         self.url, self.tmp, self.run_cli = url, tmp, run_cli
@@ -67,7 +67,8 @@ class World:
         self.client.create_registered_model(self.name)
         catalog = tmp / "catalog" / "releasebot.yaml"
         catalog.parent.mkdir()
-        catalog.write_text(CATALOG.format(url=url, registered=self.name))
+        text = CATALOG.format(url=url, registered=self.name)
+        catalog.write_text(text.replace("    writeBack: branch\n", f"    writeBack: {staging_mode}\n"))
         assert run_cli("init", tmp / "seed", "--catalog", catalog).code == 0
         self.remote = tmp / "envs.git"
         subprocess.run(["git", "clone", "--quiet", "--bare", str(tmp / "seed"), str(self.remote)], check=True)
@@ -317,3 +318,53 @@ def test_a_blocked_version_is_not_released_again(world: World) -> None:
     result = world.run_cli("plan", *world.loop, "--env", "dev")
     assert "pinned" not in result.out  # the pin holds v1, alias v2 is blocked: nothing to do
     assert result.code == 0
+
+
+def test_pull_request_mode_end_to_end(mlflow_url: str, tmp_path: Path, run_cli, monkeypatch) -> None:
+    from tests.github_api import GitHubMock, example, pull_request, pull_simple
+
+    world = World(mlflow_url, tmp_path, run_cli, staging_mode="pull-request")
+    monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
+    repo = {"owner": "acme", "repo": "envs"}
+    query = {"state": "open", "head": "acme:releasebot/staging/fraud/release", "base": "main"}
+    branch = "releasebot/staging/fraud/release"
+    v1, v2 = world.version(0.9), world.version(0.93)
+    world.alias("champion", v1)
+    bodies: list[dict] = []
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        gh.add("pulls/list", repo, 200, [], query=query)
+        gh.add(
+            "pulls/create", repo, 201, pull_request(3, branch, "t", "b"), check_request=lambda h, b: bodies.append(b)
+        )
+        gh.add("issues/add-labels", {**repo, "issue_number": 3}, 200, example("label-items"))
+        result = world.reconcile()
+        assert result.code == 0, result.err
+        new_release_calls = gh.checked
+    assert "opened pull request #3" in result.out
+    assert STAGING in world.refs()
+    assert bodies[0]["title"] == f"Release fraud v{v1} to staging"
+    assert "### Metrics" in bodies[0]["body"] and "| accuracy |" in bodies[0]["body"]
+    assert new_release_calls == 3
+
+    with GitHubMock() as gh:  # nothing registered: any GitHub call would fail the test
+        gh.passthru(mlflow_url)
+        assert world.reconcile().code == 0
+        assert gh.checked == 0  # a no-op reconcile makes no GitHub call
+
+    world.alias("champion", v2)
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        gh.add("pulls/list", repo, 200, [pull_simple(3, branch, bodies[0]["title"], bodies[0]["body"])], query=query)
+        gh.add(
+            "pulls/update",
+            {**repo, "pull_number": 3},
+            200,
+            pull_request(3, branch, "t", "b"),
+            check_request=lambda h, b: bodies.append(b),
+        )
+        result = world.reconcile()
+        assert result.code == 0, result.err
+        assert gh.checked == 2
+    assert bodies[1]["title"] == f"Release fraud v{v2} to staging (supersedes v{v1})"
+    assert f"releasebot.dev/version: '{v2}'" in world.show(STAGING, ISVC)
