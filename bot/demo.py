@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from bot import yamlio
@@ -104,6 +105,22 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def run_demo(directory: Path, say=print) -> int:
+    # MLflow's fluent API is process-global, and set_tracking_uri also exports MLFLOW_TRACKING_URI:
+    # put both back so that nothing after the demo (in the same process) talks to its store.
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        return _run_demo(directory, say)
+    finally:
+        import mlflow
+
+        if saved is None:
+            mlflow.set_tracking_uri(None)
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            mlflow.set_tracking_uri(saved)
+
+
+def _run_demo(directory: Path, say) -> int:
     import logging
     import warnings
 
@@ -117,7 +134,10 @@ def run_demo(directory: Path, say=print) -> int:
     marker = directory / ".releasebot-demo"
     if directory.exists() and any(directory.iterdir()):
         if not marker.exists():
-            say(f"releasebot: {directory} exists and was not made by `releasebot demo`; choose another --dir")
+            print(
+                f"releasebot: {directory} exists and was not made by `releasebot demo`; choose another --dir",
+                file=sys.stderr,
+            )
             return 1
         shutil.rmtree(directory)  # our own earlier demo: start afresh
     directory.mkdir(parents=True, exist_ok=True)
@@ -126,8 +146,6 @@ def run_demo(directory: Path, say=print) -> int:
     artifacts = mlflow_dir / "artifacts"
     artifacts.mkdir(parents=True)
     tracking_uri = f"sqlite:///{(mlflow_dir / 'mlflow.db').as_posix()}"
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    os.environ.setdefault("MLFLOW_ARTIFACT_ROOT", str(artifacts))
 
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -149,7 +167,7 @@ def run_demo(directory: Path, say=print) -> int:
     say("\n== 2. releasebot init")
     if cli.main(["init", str(envs), "--catalog", str(catalog)]) != 0:
         return 1
-    loop = ["--repo", str(envs), "--workdir", str(directory / "workdir")]
+    loop = ["--repo", str(envs), "--workdir", str(directory / "workdir"), "--tracking-uri", tracking_uri]
 
     say("\n== 3. releasebot plan / reconcile")
     cli.main(["plan", *loop])

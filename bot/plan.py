@@ -274,6 +274,7 @@ def _plan_release(
                     key,
                     f"{key.branch} has commits by a person ({', '.join(c[:8] for c in branch.human_commits)}); "
                     "releasebot will not rewrite it",
+                    tell=True,
                 )
             ],
         )

@@ -63,7 +63,7 @@ class World:
 
         self.url, self.tmp, self.run_cli = url, tmp, run_cli
         self.name = f"fraud-{uuid.uuid4().hex[:8]}"
-        self.client = MlflowClient(url)
+        self.client = MlflowClient(url, registry_uri=url)
         self.client.create_registered_model(self.name)
         catalog = tmp / "catalog" / "releasebot.yaml"
         catalog.parent.mkdir()
@@ -75,13 +75,12 @@ class World:
         self.loop = ["--repo", str(self.remote), "--workdir", str(tmp / "work")]
 
     def version(self, accuracy: float, source: str | None = None) -> str:
-        import mlflow
-
-        mlflow.set_tracking_uri(self.url)
-        with mlflow.start_run() as run:
-            mlflow.log_metrics({"accuracy": accuracy, "f1": accuracy - 0.05})
-            mlflow.log_param("C", "1.0")
-            run_id = run.info.run_id
+        # The explicit client only: MLflow's fluent API keeps process-wide state (active experiment).
+        run_id = self.client.create_run("0").info.run_id
+        self.client.log_metric(run_id, "accuracy", accuracy)
+        self.client.log_metric(run_id, "f1", accuracy - 0.05)
+        self.client.log_param(run_id, "C", "1.0")
+        self.client.set_terminated(run_id)
         uri = (source or f"s3://models/{self.name}/{uuid.uuid4().hex[:6]}").replace("{run_id}", run_id)
         mv = self.client.create_model_version(self.name, uri, run_id=run_id)
         return str(mv.version)

@@ -1,0 +1,41 @@
+"""``releasebot demo`` runs end to end and leaves a store and a repo to look at."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from bot import yamlio
+
+
+def test_demo_runs_end_to_end(tmp_path: Path, run_cli) -> None:
+    result = run_cli("demo", "--dir", tmp_path / "demo")
+    assert result.code == 0, result.err
+    envs = tmp_path / "demo" / "environments"
+    log = subprocess.run(["git", "-C", str(envs), "log", "--format=%s", "main"], capture_output=True, text=True).stdout
+    assert log.splitlines() == [
+        "Release iris-classifier v3 to dev",
+        "Release iris-classifier v2 to dev",
+        "Initial environments repository",
+    ]
+    branches = subprocess.run(
+        ["git", "-C", str(envs), "branch", "--format=%(refname:short)"], capture_output=True, text=True
+    ).stdout.split()
+    assert sorted(branches) == [
+        "main",
+        "releasebot/production/iris-classifier/release",
+        "releasebot/staging/iris-classifier/release",
+    ]
+    dev = yamlio.to_plain(yamlio.load_file(envs / "dev/iris-classifier/inferenceservice.yaml"))
+    assert dev["spec"]["predictor"]["model"]["storageUri"].startswith("pvc://mlflow-artifacts/")
+    assert "Nothing to change." in result.out
+    assert (tmp_path / "demo" / "mlflow" / "mlflow.db").is_file()
+    assert run_cli("validate", envs).code == 0
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path, run_cli) -> None:
+    (tmp_path / "mine.txt").write_text("keep")
+    result = run_cli("demo", "--dir", tmp_path)
+    assert result.code == 1
+    assert "was not made by `releasebot demo`" in result.err
+    assert (tmp_path / "mine.txt").read_text() == "keep"

@@ -1,0 +1,159 @@
+"""The planner with plain data: no MLflow, no git, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot import yamlio
+from bot.blueprints import BlueprintSet
+from bot.catalog import load_catalog
+from bot.manifests import inferenceservice
+from bot.plan import BotBranch, Key, RepoState, fingerprint, plan, release_edit, rollback, unblock
+from bot.registry import Dataset, ModelState, RegistrySnapshot, Version
+from tests.conftest import EXAMPLE_CATALOG
+
+CAT = load_catalog(EXAMPLE_CATALOG)
+PATH = "production/fraud-detector/inferenceservice.yaml"
+
+
+def version(v: str, accuracy: float = 0.9) -> Version:
+    return Version(
+        "fraud-detector",
+        v,
+        f"s3://models/fraud/{v}",
+        f"run{v}",
+        "READY",
+        metrics=(("accuracy", accuracy),),
+        datasets=(Dataset("tx", "d1g3st", "s3://data/tx", "s3"),),
+        run_tags=(("dvc.rev", "abc123"),),
+    )
+
+
+def snapshot(aliases: dict[str, str], *versions: str) -> RegistrySnapshot:
+    state = ModelState("fraud-detector", tuple(aliases.items()), {v: version(v, 0.9 + int(v) / 100) for v in versions})
+    return RegistrySnapshot("http://mlflow", {"fraud-detector": state})
+
+
+def main_text(serving: str | None = None, pinned: str | None = None, blocked: str | None = None) -> str:
+    doc = inferenceservice.desired(CAT, CAT.environment("production"), CAT.model("fraud-detector"), BlueprintSet())
+    text = yamlio.dump(doc)
+    if serving:
+        text = release_edit(PATH, text, version(serving)).new
+    if pinned or blocked:
+        doc = yamlio.load(text, PATH)
+        if pinned:
+            doc["metadata"]["annotations"][inferenceservice.PINNED_ANNOTATION] = pinned
+        if blocked:
+            doc["metadata"]["annotations"][inferenceservice.BLOCKED_ANNOTATION] = blocked
+        text = yamlio.dump(doc)
+    return text
+
+
+def run(reg: RegistrySnapshot, text: str, branches: dict[str, BotBranch] | None = None):
+    return plan(CAT, reg, RepoState({PATH: text}, branches or {}), env="production", model="fraud-detector")
+
+
+def test_alias_ahead_of_main_is_one_change_with_trailers_and_evidence() -> None:
+    p = run(snapshot({"champion": "3"}, "2", "3"), main_text("2"))
+    assert len(p.changes) == 1 and not p.closes and not p.notes
+    c = p.changes[0]
+    assert c.key == Key("production", "fraud-detector", "release")
+    assert c.key.branch == "releasebot/production/fraud-detector/release"
+    assert (c.write_back, c.version, c.previous) == ("pull-request", "3", "2")
+    assert c.commit_message.splitlines()[0] == "Release fraud-detector v3 to production"
+    for trailer in (
+        "Releasebot-Model: fraud-detector",
+        "Releasebot-Version: 3",
+        "Releasebot-Run: run3",
+        "Releasebot-Environment: production",
+    ):
+        assert trailer in c.commit_message
+    assert "| accuracy | 0.93 | 0.92 | +0.01 |" in c.body
+    assert "digest `d1g3st`" in c.body and "DVC revision `abc123`" in c.body
+    assert f"<!-- releasebot:fingerprint={c.fingerprint} -->" in c.body
+    assert c.labels == ("releasebot", "release", "production")
+
+
+def test_main_already_serving_the_alias_is_no_change() -> None:
+    assert run(snapshot({"champion": "2"}, "2"), main_text("2")) == run(
+        snapshot({"champion": "2"}, "2"), main_text("2")
+    )
+    p = run(snapshot({"champion": "2"}, "2"), main_text("2"))
+    assert (p.changes, p.closes, p.notes) == ((), (), ())
+
+
+def test_open_branch_for_a_version_main_now_serves_is_closed() -> None:
+    branch = BotBranch("releasebot/production/fraud-detector/release", "sha", "3", "fp")
+    p = run(snapshot({"champion": "2"}, "2"), main_text("2"), {branch.name: branch})
+    assert [c.reason for c in p.closes] == ["main already serves version 2"]
+
+
+def test_same_fingerprint_on_the_branch_writes_nothing() -> None:
+    first = run(snapshot({"champion": "3"}, "2", "3"), main_text("2")).changes[0]
+    branch = BotBranch(first.key.branch, "sha", "3", first.fingerprint)
+    assert run(snapshot({"champion": "3"}, "2", "3"), main_text("2"), {branch.name: branch}).changes == ()
+
+
+def test_newer_version_supersedes_the_open_branch() -> None:
+    branch = BotBranch("releasebot/production/fraud-detector/release", "sha", "3", "old")
+    c = run(snapshot({"champion": "4"}, "2", "4"), main_text("2"), {branch.name: branch}).changes[0]
+    assert c.supersedes == "3" and c.title.endswith("(supersedes v3)")
+
+
+def test_a_person_s_commit_on_the_branch_is_left_alone_and_said() -> None:
+    branch = BotBranch("releasebot/production/fraud-detector/release", "sha", "3", "old", ("deadbeefcafe",))
+    p = run(snapshot({"champion": "4"}, "2", "4"), main_text("2"), {branch.name: branch})
+    assert p.changes == () and p.notes[0].tell and "deadbeef" in p.notes[0].message
+
+
+def test_pin_wins_over_the_alias_and_blocked_versions_are_skipped() -> None:
+    assert run(snapshot({"champion": "4"}, "2", "4"), main_text("2", pinned="2", blocked="3")).changes == ()
+    p = run(snapshot({"champion": "3"}, "2", "3"), main_text("2", blocked="3"))
+    assert p.changes == () and "blocked in Git" in p.notes[0].message
+
+
+def test_missing_alias_is_a_note_before_the_first_release_and_an_error_after() -> None:
+    assert not run(snapshot({}), main_text()).notes[0].error
+    assert run(snapshot({}, "2"), main_text("2")).notes[0].error
+
+
+def test_rollback_and_unblock_changes() -> None:
+    text = main_text("3")
+    change = rollback(CAT, "production", "fraud-detector", RepoState({PATH: text}), version("2"))
+    new = yamlio.to_plain(yamlio.load(change.edits[0].new, PATH))["metadata"]["annotations"]
+    assert new[inferenceservice.PINNED_ANNOTATION] == "2" and new[inferenceservice.BLOCKED_ANNOTATION] == "3"
+    assert change.key.branch == "releasebot/production/fraud-detector/pin"
+    cleared = unblock(CAT, "production", "fraud-detector", RepoState({PATH: change.edits[0].new}), None)
+    after = yamlio.to_plain(yamlio.load(cleared.edits[0].new, PATH))["metadata"]["annotations"]
+    assert inferenceservice.PINNED_ANNOTATION not in after and inferenceservice.BLOCKED_ANNOTATION not in after
+
+
+def test_release_edit_touches_only_registry_fields() -> None:
+    before = main_text("2")
+    after = release_edit(PATH, before, version("3")).new
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
+    assert changed == [
+        ("    releasebot.dev/version: '2'", "    releasebot.dev/version: '3'"),
+        ("    releasebot.dev/run-id: run2", "    releasebot.dev/run-id: run3"),
+        ("      storageUri: s3://models/fraud/2", "      storageUri: s3://models/fraud/3"),
+    ]
+
+
+def test_fingerprint_is_stable_and_sensitive() -> None:
+    assert fingerprint("a", "b") == fingerprint("a", "b") != fingerprint("a", "c")
+
+
+@pytest.mark.parametrize("path", [Path("x")])
+def test_plan_module_is_pure(path: Path) -> None:
+    del path
+    import ast
+
+    import bot.plan
+
+    tree = ast.parse(Path(bot.plan.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    assert not {m for m in imported if m and m.split(".")[0] in {"git", "github", "mlflow", "kubernetes", "requests"}}
