@@ -133,6 +133,9 @@ class EnvRepo:
                 f"cannot reach the environments repo {self.remote}: {(exc.stderr or '').strip()}"
             ) from exc
         self._git("fetch", "--prune", "--quiet", "origin", "+refs/heads/*:refs/remotes/origin/*")
+        # The working tree shows the fetched main, so that paths the catalog names (its own
+        # blueprints folder) exist where it is parsed.
+        self._git("checkout", "--quiet", "--force", "-B", self.branch, self.main_ref)
 
     @property
     def main_ref(self) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from bot import yamlio
 from bot.validate import check_manifest
-from tests.conftest import EXAMPLE_CATALOG
+from tests.conftest import EXAMPLE_CATALOG, PROJECT
 
 CATALOG = """version: 1
 registry:
@@ -67,7 +67,10 @@ class World:
         self.client.create_registered_model(self.name)
         catalog = tmp / "catalog" / "releasebot.yaml"
         catalog.parent.mkdir()
-        text = CATALOG.format(url=url, registered=self.name)
+        text = CATALOG.format(url=url, registered=self.name) + "blueprints: ./blueprints\n"
+        own = catalog.parent / "blueprints" / "karpenter"  # the catalog's own blueprints, in the repo
+        own.mkdir(parents=True)
+        (own / "ec2nodeclass.yaml").write_text((PROJECT / "blueprints/karpenter/ec2nodeclass.yaml").read_text())
         catalog.write_text(text.replace("    writeBack: branch\n", f"    writeBack: {staging_mode}\n"))
         assert run_cli("init", tmp / "seed", "--catalog", catalog).code == 0
         self.remote = tmp / "envs.git"
