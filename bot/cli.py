@@ -24,6 +24,7 @@ from bot.errors import InvalidInput, ReleasebotError
 from bot.forge import Forge
 from bot.forge.git import GitForge
 from bot.forge.github import forge_from_env
+from bot.manifests import inferenceservice
 from bot.manifests.render import as_json, dir_reader, list_files, plan_render, write_changes
 from bot.plan import Change, Note, Plan, served
 from bot.plan import rollback as plan_rollback
@@ -281,7 +282,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     cat, state, registry = observe(repo, _registry_for(args))
     if args.model not in {m.name for m in cat.models} or args.env not in {e.name for e in cat.environments}:
         return _fail(f"no model {args.model!r} in environment {args.env!r} in the catalog")
-    now = served(state.main_files.get(f"{args.env}/{args.model}/inferenceservice.yaml", ""), args.env)
+    path = inferenceservice.path_of(args.env, args.model)
+    now = served(state.main_files.get(path, ""), path)
     target = args.to
     if target is None:
         earlier = [r.version for r in repo.history(args.model, args.env) if r.version not in (now.version, "?")]

@@ -80,9 +80,6 @@ class Change:
     fingerprint: str
     supersedes: str | None = None  # the version an open branch proposed before
     labels: tuple[str, ...] = ()
-    reviewers: tuple[str, ...] = ()
-    team_reviewers: tuple[str, ...] = ()
-    auto_merge: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,7 +202,7 @@ def _plan_release(
     cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
 ) -> tuple[list[Change], list[Close], list[Note]]:
     key = Key(env.name, model.name, "release")
-    path = f"{env.name}/{model.name}/inferenceservice.yaml"
+    path = isvc.path_of(env.name, model.name)
     branch = repo.branches.get(key.branch)
     state = registry.models.get(model.registered_model)
     text = repo.main_files.get(path)
@@ -298,9 +295,6 @@ def _plan_release(
         fingerprint=fp,
         supersedes=supersedes,
         labels=("releasebot", *env.labels),
-        reviewers=env.reviewer_users,
-        team_reviewers=env.reviewer_teams,
-        auto_merge=env.auto_merge,
     )
     return [change], [], []
 
@@ -330,22 +324,30 @@ def registry_wants(cat: Catalog, repo: RepoState) -> dict[str, set[str]]:
     for e in cat.environments:
         for m in cat.models_in(e):
             extra = wanted.setdefault(m.registered_model, set())
-            text = repo.main_files.get(f"{e.name}/{m.name}/inferenceservice.yaml")
+            text = repo.main_files.get(isvc.path_of(e.name, m.name))
             if text is not None:
                 now = served(text, e.name)
                 extra |= {v for v in (now.version, now.pinned) if v}
     return wanted
 
 
-def rollback(cat: Catalog, env_name: str, model_name: str, repo: RepoState, target: Version) -> Change | Note:
-    """Pin ``target`` in Git and block the version serving now, as one change of kind ``pin``."""
-    env, model = cat.environment(env_name), cat.model(model_name)
-    key = Key(env.name, model.name, "pin")
-    path = f"{env.name}/{model.name}/inferenceservice.yaml"
+def _pin_subject(env_name: str, model_name: str, repo: RepoState) -> tuple[Key, str, str, Served] | Note:
+    """What a rollback or unblock edits: its key, the ISVC path and text on main, what it serves."""
+    key = Key(env_name, model_name, "pin")
+    path = isvc.path_of(env_name, model_name)
     text = repo.main_files.get(path)
     if text is None:
         return Note(key, f"{path} is not on the main branch", error=True)
-    now = served(text, path)
+    return key, path, text, served(text, path)
+
+
+def rollback(cat: Catalog, env_name: str, model_name: str, repo: RepoState, target: Version) -> Change | Note:
+    """Pin ``target`` in Git and block the version serving now, as one change of kind ``pin``."""
+    env, model = cat.environment(env_name), cat.model(model_name)
+    subject = _pin_subject(env_name, model_name, repo)
+    if isinstance(subject, Note):
+        return subject
+    key, path, text, now = subject
     if now.version is None:
         return Note(key, f"{env.name} has no release of {model.name} to roll back", error=True)
     if target.version == now.version:
@@ -380,20 +382,16 @@ def rollback(cat: Catalog, env_name: str, model_name: str, repo: RepoState, targ
         body=body,
         fingerprint=fp,
         labels=("releasebot", "rollback"),
-        reviewers=env.reviewer_users,
-        team_reviewers=env.reviewer_teams,
     )
 
 
 def unblock(cat: Catalog, env_name: str, model_name: str, repo: RepoState, version: str | None) -> Change | Note:
     """Clear the pin, and unblock ``version`` (or every blocked version)."""
     env, model = cat.environment(env_name), cat.model(model_name)
-    key = Key(env.name, model.name, "pin")
-    path = f"{env.name}/{model.name}/inferenceservice.yaml"
-    text = repo.main_files.get(path)
-    if text is None:
-        return Note(key, f"{path} is not on the main branch", error=True)
-    now = served(text, path)
+    subject = _pin_subject(env_name, model_name, repo)
+    if isinstance(subject, Note):
+        return subject
+    key, path, text, now = subject
     if version is not None and version not in now.blocked:
         return Note(key, f"version {version} is not blocked in {env.name}", error=True)
     blocked = frozenset() if version is None else now.blocked - {version}
@@ -419,6 +417,4 @@ def unblock(cat: Catalog, env_name: str, model_name: str, repo: RepoState, versi
         body=body,
         fingerprint=fp,
         labels=("releasebot",),
-        reviewers=env.reviewer_users,
-        team_reviewers=env.reviewer_teams,
     )

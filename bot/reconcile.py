@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from bot.catalog import CATALOG_FILE, Catalog, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError
 from bot.forge import Forge
+from bot.manifests import inferenceservice as isvc
 from bot.plan import Change, Plan, RepoState, plan, registry_wants
 from bot.registry import Registry
 from bot.repo import EnvRepo
@@ -38,7 +39,7 @@ def observe(repo: EnvRepo, registry_for: Callable[[Catalog], Registry]) -> tuple
     if text is None:
         raise PermanentUpstreamError(f"{repo.remote} has no {CATALOG_FILE} on {repo.branch}")
     cat = parse_catalog(text, CATALOG_FILE, repo.workdir)
-    paths = [f"{e.name}/{m.name}/inferenceservice.yaml" for e in cat.environments for m in cat.models_in(e)]
+    paths = [isvc.path_of(e.name, m.name) for e in cat.environments for m in cat.models_in(e)]
     files = {p: t for p in paths if (t := repo.read(p)) is not None}
     return cat, RepoState(files, repo.bot_branches()), registry_for(cat)
 

@@ -64,6 +64,11 @@ PIN_ANNOTATIONS = [
 ]
 
 
+def path_of(env: str, model: str) -> str:
+    """Where the InferenceService of ``model`` in ``env`` lives in the environments repo."""
+    return f"{env}/{model}/inferenceservice.yaml"
+
+
 def catalog_owned(model: Model) -> list[Owned]:
     """The fixed paths, plus the environment variables this model's catalog entry declares.
 

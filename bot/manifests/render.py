@@ -68,16 +68,6 @@ class RenderPlan:
     orphans: list[str]
 
 
-def model_files(cat: Catalog, env_name: str, model_name: str) -> list[str]:
-    model = cat.model(model_name)
-    files = [f"{env_name}/{model_name}/inferenceservice.yaml"]
-    if model.drift:
-        files.append(f"{env_name}/{model_name}/drift-check-cronjob.yaml")
-    if model.retrain:
-        files.append(f"{env_name}/{model_name}/retrain-cronjob.yaml")
-    return files
-
-
 def _codeowners(cat: Catalog) -> str:
     def owners(users: Iterable[str], teams: Iterable[str]) -> str:
         return " ".join([f"@{u}" for u in users] + [f"@{t}" for t in teams])
@@ -160,7 +150,7 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
             )
         for model in cat.models_in(env):
             base = f"{env.name}/{model.name}"
-            isvc_path = f"{base}/inferenceservice.yaml"
+            isvc_path = inferenceservice.path_of(env.name, model.name)
             current = read(isvc_path)
             # The registry's fields are not ours to change: render what the file serves today.
             storage_uri = (
