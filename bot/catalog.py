@@ -418,6 +418,12 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
     seen_models: set[str] = set()
     for i, model in enumerate(raw["models"]):
         where = ("models", i)
+        if model["name"] == "karpenter":
+            add(
+                (*where, "name"),
+                "'karpenter' is reserved: each environment keeps its NodePools in <env>/karpenter/",
+                "reserved",
+            )
         if model["name"] in seen_models:
             add((*where, "name"), f"model {model['name']!r} is defined twice", "duplicate")
         seen_models.add(model["name"])

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot import __version__, yamlio
+from bot import __version__, capacity, yamlio
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.errors import InvalidInput, ReleasebotError
@@ -25,7 +25,7 @@ from bot.forge import Forge
 from bot.forge.git import GitForge
 from bot.forge.github import forge_from_env
 from bot.manifests import inferenceservice
-from bot.manifests.render import as_json, dir_reader, list_files, plan_render, write_changes
+from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, plan_render, write_changes
 from bot.plan import Change, Note, Plan, served
 from bot.plan import rollback as plan_rollback
 from bot.plan import unblock as plan_unblock
@@ -215,7 +215,24 @@ def _print_table(rows: list[dict[str, str]], columns: list[str]) -> None:
         print("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    repo = _repo(args)
+    cat, state, _ = observe(repo, _registry_for(args))
+    rows = []
+    for env in cat.environments:
+        if args.env in (None, env.name):
+            canaries = canaries_in(cat, env, state.main_files.get)
+            rows += capacity.report(cat, env, canaries)
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, list(rows[0]) if rows else ["environment"])
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.capacity:
+        return cmd_capacity(args)
     _, p = make_plan(_repo(args), _registry_for(args), args.env, args.model)
     rows = _plan_rows(p)
     if args.output == "json":
@@ -335,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env")
     p.add_argument("--model")
     p.add_argument("--output", choices=["table", "json"], default="table")
+    p.add_argument("--capacity", action="store_true", help="requests, limits, GPUs and a node estimate per environment")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("reconcile", help="carry out the plan: commits, branches, pull requests")

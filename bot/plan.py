@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from bot import yamlio
+from bot import capacity, yamlio
 from bot.catalog import Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
-from bot.manifests.ownership import apply_owned, get
+from bot.manifests import karpenter
+from bot.manifests.ownership import Owned, apply_owned, get
 from bot.prbody import release_body
 from bot.registry import RegistrySnapshot, Version
 
-Kind = Literal["release", "pin"]
+Kind = Literal["release", "pin", "capacity"]
+CAPACITY_KEY_MODEL = "karpenter"  # capacity changes are keyed (environment, "karpenter", "capacity")
 TRAILERS = ("Releasebot-Model", "Releasebot-Version", "Releasebot-Run", "Releasebot-Environment")
 
 
@@ -312,9 +314,12 @@ def plan(
             if model is not None and m.name != model:
                 continue
             c, x, n = _plan_release(cat, e, m, registry, repo)
-            changes += c
+            changes += [attach_capacity(cat, change, repo) for change in c]
             closes += x
             notes += n
+        carried = any(edit.path.startswith(f"{e.name}/karpenter/") for c in changes for edit in c.edits)
+        if model is None and not carried:
+            changes += _plan_capacity(cat, e, repo)
     return Plan(tuple(sorted(changes, key=lambda c: c.key)), tuple(closes), tuple(notes))
 
 
@@ -418,3 +423,113 @@ def unblock(cat: Catalog, env_name: str, model_name: str, repo: RepoState, versi
         fingerprint=fp,
         labels=("releasebot",),
     )
+
+
+# --- capacity ----------------------------------------------------------------------------------
+
+
+def canary_edit(path: str, text: str, percent: int | None) -> FileEdit | None:
+    """Start (or step) a canary at ``percent``, or end it with None: the rollout-owned field."""
+    doc = yamlio.load(text, path)
+    desired = {"spec": {"predictor": {"canaryTrafficPercent": percent}}} if percent is not None else {}
+    changed = apply_owned(doc, desired, [Owned(isvc.CANARY)])
+    if not changed:
+        return None
+    return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
+
+
+def _canaries_after(cat: Catalog, env: Environment, repo: RepoState, edits: tuple[FileEdit, ...]) -> set[str]:
+    texts = dict(repo.main_files) | {e.path: e.new for e in edits}
+    found = set()
+    for m in cat.models_in(env):
+        path = isvc.path_of(env.name, m.name)
+        if path in texts and isvc.canary_percent(yamlio.load(texts[path], path)) is not None:
+            found.add(m.name)
+    return found
+
+
+def _pool_edits(cat: Catalog, env: Environment, repo: RepoState, canaries: set[str]) -> tuple[FileEdit, ...]:
+    wanted = capacity.limits(cat, env, canaries)
+    edits = []
+    for pool, limits in wanted.items():
+        path = karpenter.pool_path(env.name, pool == "gpu")
+        text = repo.main_files.get(path)
+        if text is None:
+            continue  # a missing pool is render's business (a catalog change)
+        doc = yamlio.load(text, path)
+        changed = apply_owned(doc, yamlio.quote_ambiguous({"spec": {"limits": limits}}), karpenter.CAPACITY_OWNED)
+        if changed:
+            edits.append(FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed)))
+    return tuple(edits)
+
+
+def _describe_limits(edits: tuple[FileEdit, ...]) -> str:
+    lines = []
+    for e in edits:
+        old = (yamlio.to_plain(yamlio.load(e.old, e.path)).get("spec") or {}).get("limits") or {}
+        new = yamlio.to_plain(yamlio.load(e.new, e.path))["spec"]["limits"]
+        parts = [f"{k} {old.get(k, '-')} -> {v}" for k, v in new.items() if old.get(k) != v]
+        lines.append(f"- `{e.path}`: {', '.join(parts)}")
+    return "\n".join(lines)
+
+
+def attach_capacity(cat: Catalog, change: Change, repo: RepoState) -> Change:
+    """Let a change that starts or ends a canary carry the NodePool limits it needs."""
+    env = cat.environment(change.key.environment)
+    before = _canaries_after(cat, env, repo, ())
+    after = _canaries_after(cat, env, repo, change.edits)
+    if before == after:
+        return change
+    pools = _pool_edits(cat, env, repo, after)
+    if not pools:
+        return change
+    why = "a canary starts" if len(after) > len(before) else "a canary ends"
+    text = f"Capacity ({why}: KServe keeps two predictor revisions while it runs):\n{_describe_limits(pools)}"
+    lines = change.commit_message.rstrip("\n").split("\n")
+    first_trailer = next(i for i, line in enumerate(lines) if line.startswith("Releasebot-"))
+    message = "\n".join([*lines[:first_trailer], text, "", *lines[first_trailer:]]) + "\n"
+    body = change.body.replace("\n### Rolling back", f"\n### Capacity\n{_describe_limits(pools)}\n\n### Rolling back")
+    edits = change.edits + pools
+    return replace(
+        change,
+        edits=edits,
+        commit_message=message,
+        body=body,
+        fingerprint=fingerprint(change.fingerprint, *(e.new for e in pools)),
+    )
+
+
+def _plan_capacity(cat: Catalog, env: Environment, repo: RepoState) -> list[Change]:
+    """Limits on main that the catalog and running canaries no longer justify: a change of its own."""
+    key = Key(env.name, CAPACITY_KEY_MODEL, "capacity")
+    pools = _pool_edits(cat, env, repo, _canaries_after(cat, env, repo, ()))
+    if not pools:
+        return []
+    branch = repo.branches.get(key.branch)
+    fp = fingerprint(key.branch, *(e.new for e in pools))
+    if branch is not None and (branch.fingerprint == fp or branch.human_commits):
+        return []
+    summary = _describe_limits(pools)
+    title = f"Resize the {env.name} NodePool limits"
+    message = (
+        f"{title}\n\nThe catalog (models, resources, replicas, headroom) asks for different limits:\n"
+        f"{summary}\n\nReleasebot-Environment: {env.name}\nReleasebot-Capacity: {env.name}\n"
+    )
+    body = (
+        f"The {env.name} NodePool limits no longer match what the catalog and the running canaries need "
+        f"(headroom x{cat.karpenter.headroom}).\n\n{summary}\n\n<!-- releasebot:fingerprint={fp} -->"
+    )
+    return [
+        Change(
+            key=key,
+            write_back=env.write_back,
+            edits=pools,
+            version="-",
+            previous=None,
+            commit_message=message,
+            title=title,
+            body=body,
+            fingerprint=fp,
+            labels=("releasebot", "capacity", *env.labels),
+        )
+    ]

@@ -78,6 +78,15 @@ def catalog_owned(model: Model) -> list[Owned]:
     return CATALOG_OWNED + [Owned((*container, "env", Sel("name", name), "value")) for name, _ in model.serving.env]
 
 
+# Set by the rollout (a person today, canary steps later): KServe keeps two predictor revisions.
+CANARY = ("spec", "predictor", "canaryTrafficPercent")
+
+
+def canary_percent(doc: Any) -> int | None:
+    value = get(doc, CANARY)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def storage_uri_in(doc: Any) -> str | None:
     """The storage URI a manifest currently serves, wherever its predictor shape keeps it."""
     for rule in REGISTRY_OWNED:

@@ -1,20 +1,18 @@
 """Karpenter capacity for an environment: a CPU NodePool, a GPU NodePool when a model needs GPUs,
 and the EC2NodeClass they share.
 
-The NodePool ``limits`` are the environment's cost ceiling: the sum over its models of max
-replicas x requests (predictor, transformer, explainer), times the catalog's headroom, rounded up.
-They belong to the capacity owner; requirements, taints and disruption belong to the catalog.
+The NodePool ``limits`` come from :mod:`bot.capacity` and belong to the capacity owner;
+requirements, taints and disruption belong to the catalog.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Iterable
 from typing import Any
 
-from bot import quantity
+from bot import capacity
 from bot.blueprints import BlueprintSet
-from bot.catalog import Catalog, Environment, Resources
+from bot.catalog import Catalog, Environment
 from bot.manifests.ownership import Owned
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
@@ -28,6 +26,12 @@ NODEPOOL_CATALOG_OWNED = [
     Owned(("spec", "disruption")),
 ]
 CAPACITY_OWNED = [Owned(("spec", "limits"))]
+
+
+def pool_path(env: str, gpu: bool) -> str:
+    return f"{env}/karpenter/nodepool{'-gpu' if gpu else ''}.yaml"
+
+
 NODECLASS_CATALOG_OWNED = [
     Owned(("metadata", "name")),
     Owned(("spec", "role")),
@@ -45,47 +49,6 @@ def gpu_pool_name(env: Environment) -> str:
     return f"releasebot-{env.name}-gpu"
 
 
-@dataclass
-class Totals:
-    cpu: Decimal = Decimal(0)
-    memory: Decimal = Decimal(0)
-    gpus: int = 0
-
-    def add(self, r: Resources, count: int) -> None:
-        self.cpu += quantity.parse(r.cpu) * count
-        self.memory += quantity.parse(r.memory) * count
-        self.gpus += r.gpus * count
-
-    def limits(self, headroom: float) -> dict[str, Any]:
-        factor = Decimal(str(headroom))
-        out: dict[str, Any] = {
-            "cpu": quantity.cpu_ceiling(self.cpu * factor),
-            "memory": quantity.memory_ceiling(self.memory * factor),
-        }
-        if self.gpus:
-            out["nvidia.com/gpu"] = self.gpus  # GPUs are whole devices: no headroom on a count
-        return out
-
-
-def totals(cat: Catalog, env: Environment) -> tuple[Totals, Totals]:
-    """(CPU pool, GPU pool) requests at every model's max replicas."""
-    cpu, gpu = Totals(), Totals()
-    small = Resources(cpu="500m", memory="1Gi")
-    for model in cat.models_in(env):
-        replicas = model.replicas_in(env).max
-        resources = model.resources_in(env)
-        (gpu if resources.gpus else cpu).add(resources, replicas)
-        if model.transformer:
-            cpu.add(model.transformer.resources or small, replicas)
-        if model.explainer:
-            cpu.add(model.explainer.resources or small, replicas)
-    return cpu, gpu
-
-
-def needs_gpu_pool(cat: Catalog, env: Environment) -> bool:
-    return any(m.resources_in(env).gpus for m in cat.models_in(env))
-
-
 def _requirements(cat: Catalog, gpu: bool) -> list[dict[str, Any]]:
     k = cat.karpenter
     family = (
@@ -101,8 +64,7 @@ def _requirements(cat: Catalog, gpu: bool) -> list[dict[str, Any]]:
     ]
 
 
-def nodepool(cat: Catalog, env: Environment, bp: BlueprintSet, gpu: bool) -> Any:
-    cpu_totals, gpu_totals = totals(cat, env)
+def nodepool(cat: Catalog, env: Environment, bp: BlueprintSet, gpu: bool, canaries: Iterable[str] = ()) -> Any:
     k = cat.karpenter
     return bp.render(
         "karpenter/nodepool.yaml",
@@ -112,7 +74,7 @@ def nodepool(cat: Catalog, env: Environment, bp: BlueprintSet, gpu: bool) -> Any
             "nodeClass.name": cpu_pool_name(env),
             "nodePool.requirements": _requirements(cat, gpu),
             "nodePool.taints": [GPU_TAINT] if gpu else None,
-            "nodePool.limits": (gpu_totals if gpu else cpu_totals).limits(k.headroom),
+            "nodePool.limits": capacity.limits(cat, env, canaries)["gpu" if gpu else "cpu"],
             "nodePool.disruption": {
                 "consolidationPolicy": k.consolidation_policy,
                 "consolidateAfter": k.consolidate_after,

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bot import yamlio
+from bot import capacity, yamlio
 from bot.blueprints import BlueprintSet
-from bot.catalog import CATALOG_FILE, Catalog
+from bot.catalog import CATALOG_FILE, Catalog, Environment
 from bot.manifests import argocd, cronjobs, inferenceservice, karpenter
 from bot.manifests.ownership import Owned, Sel, apply_owned
 from bot.resources import schemas_dir
@@ -101,6 +101,17 @@ and maintained by releasebot from [`releasebot.yaml`](releasebot.yaml), and Argo
 """
 
 
+def canaries_in(cat: Catalog, env: Environment, read: Reader) -> set[str]:
+    """Models of ``env`` whose InferenceService (as ``read`` sees it) is running a canary."""
+    found = set()
+    for model in cat.models_in(env):
+        path = inferenceservice.path_of(env.name, model.name)
+        text = read(path)
+        if text is not None and inferenceservice.canary_percent(yamlio.load(text, path)) is not None:
+            found.add(model.name)
+    return found
+
+
 def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
     """Every file the catalog asks for, with its desired content and owned fields."""
     out = [
@@ -134,17 +145,14 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
                 karpenter.NODECLASS_CATALOG_OWNED,
             )
         )
-        out.append(
-            Target(
-                f"{env.name}/karpenter/nodepool.yaml", "yaml", karpenter.nodepool(cat, env, bp, gpu=False), pool_owned
-            )
-        )
-        if karpenter.needs_gpu_pool(cat, env):
+        # Limits count the canaries running today, so a render never squeezes one out.
+        canaries = canaries_in(cat, env, read)
+        for gpu in (False, True) if capacity.needs_gpu_pool(cat, env) else (False,):
             out.append(
                 Target(
-                    f"{env.name}/karpenter/nodepool-gpu.yaml",
+                    karpenter.pool_path(env.name, gpu),
                     "yaml",
-                    karpenter.nodepool(cat, env, bp, gpu=True),
+                    karpenter.nodepool(cat, env, bp, gpu=gpu, canaries=canaries),
                     pool_owned,
                 )
             )
