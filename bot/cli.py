@@ -318,6 +318,36 @@ def cmd_unblock(args: argparse.Namespace) -> int:
     return _write_one(repo, plan_unblock(cat, args.env, args.model, state, args.version))
 
 
+def cmd_drift_run(args: argparse.Namespace) -> int:
+    from bot import drift
+
+    job = drift.DriftJob(
+        model=args.model,
+        environment=args.env,
+        registered_model=args.registered_model or args.model,
+        alias=args.alias,
+        current=args.current,
+        reference=args.reference,
+        drift_share=args.drift_share,
+        sample=args.sample,
+        action=args.action,
+        method=args.method,
+        threshold=args.threshold,
+        columns=tuple(drift.parse_column(c) for c in args.column),
+    )
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return _fail("no MLflow tracking URI: set MLFLOW_TRACKING_URI or --tracking-uri")
+    result = drift.run(job, Registry(uri))
+    drifted = [c["column"] for c in result["columnResults"] if c["drifted"]]
+    print(
+        f"{job.model} v{result['version']} in {job.environment}: {result['status']} "
+        f"({result['driftedColumns']}/{result['columns']} columns drifted: {', '.join(drifted) or 'none'}; "
+        f"MLflow run {result['runId']})"
+    )
+    return 1 if args.fail_on_drift and result["datasetDrift"] else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -381,6 +411,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True)
     p.add_argument("--version", help="unblock only this version (default: all)")
     p.set_defaults(func=cmd_unblock)
+
+    p = sub.add_parser("drift", help="the drift job the drift-check CronJob runs")
+    drift_sub = p.add_subparsers(dest="drift_command", required=True)
+    p = drift_sub.add_parser("run", help="compare the serving window with the reference; record the result in MLflow")
+    p.add_argument("--model", required=True)
+    p.add_argument("--env", required=True)
+    p.add_argument("--registered-model", help="MLflow registered model (default: --model)")
+    p.add_argument("--alias", required=True, help="the alias whose version the environment serves")
+    p.add_argument("--current", required=True, help="the serving window: Parquet or CSV, a path or fsspec URI")
+    p.add_argument("--reference", help="reference data (default: the served version's training dataset)")
+    p.add_argument("--drift-share", type=float, default=0.5, help="dataset drift when this share of columns drift")
+    p.add_argument("--sample", type=int, default=100_000, help="rows sampled from each side (default 100000)")
+    p.add_argument("--action", choices=["retrain", "alert", "none"], default="none")
+    p.add_argument("--method", help="Evidently stat test for every column")
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--column", action="append", default=[], help="COLUMN=METHOD[:THRESHOLD], repeatable")
+    p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifts")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=cmd_drift_run)
 
     p = sub.add_parser("demo", help="the release loop end to end on MLflow/SQLite and a local git repo")
     p.add_argument("--dir", default="demo", help="where to put the MLflow store and environments repo")
