@@ -20,15 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from bot import capacity, yamlio
+from bot import capacity, prbody, yamlio
 from bot.catalog import Catalog, Environment, Model
+from bot.manifests import cronjobs, karpenter
 from bot.manifests import inferenceservice as isvc
-from bot.manifests import karpenter
 from bot.manifests.ownership import Owned, apply_owned, get
 from bot.prbody import release_body
 from bot.registry import RegistrySnapshot, Version
 
-Kind = Literal["release", "pin", "capacity"]
+Kind = Literal["release", "pin", "capacity", "retrain"]
 CAPACITY_KEY_MODEL = "karpenter"  # capacity changes are keyed (environment, "karpenter", "capacity")
 TRAILERS = ("Releasebot-Model", "Releasebot-Version", "Releasebot-Run", "Releasebot-Environment")
 
@@ -315,6 +315,7 @@ def plan(
                 continue
             c, x, n = _plan_release(cat, e, m, registry, repo)
             changes += [attach_capacity(cat, change, repo) for change in c]
+            changes += _plan_retrain(cat, e, m, registry, repo)
             closes += x
             notes += n
         carried = any(edit.path.startswith(f"{e.name}/karpenter/") for c in changes for edit in c.edits)
@@ -531,5 +532,103 @@ def _plan_capacity(cat: Catalog, env: Environment, repo: RepoState) -> list[Chan
             body=body,
             fingerprint=fp,
             labels=("releasebot", "capacity", *env.labels),
+        )
+    ]
+
+
+# --- drift ---------------------------------------------------------------------------------------
+
+
+def _drift_table(result: dict, tracking_uri: str, limit: int = 10) -> list[str]:
+    rows = [c for c in result.get("columnResults", []) if c.get("drifted")][:limit]
+    lines = ["| column | score | method | threshold |", "|---|---:|---|---:|"]
+    lines += [
+        f"| {prbody.cell(c['column'])} | {c['score']:.4g} | {prbody.cell(c['method'])} | {c['threshold']:g} |"
+        for c in rows
+    ]
+    run_id, exp = result.get("runId"), result.get("experimentId")
+    link = f"{tracking_uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}" if exp else f"run `{run_id}`"
+    return [
+        *(lines if rows else ["_No column details were recorded._"]),
+        "",
+        f"Report: {prbody.clean(link)} (artifact `report.html`)",
+    ]
+
+
+def _plan_retrain(
+    cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
+) -> list[Change]:
+    """Unsuspend the retrain CronJob when the served version drifts; suspend it once a newer one serves."""
+    if model.drift is None or model.drift.action != "retrain" or model.retrain is None:
+        return []
+    key = Key(env.name, model.name, "retrain")
+    path = cronjobs.retrain_path(env.name, model.name)
+    text, isvc_text = repo.main_files.get(path), repo.main_files.get(isvc.path_of(env.name, model.name))
+    state = registry.models.get(model.registered_model)
+    if text is None or isvc_text is None or state is None:
+        return []
+    serving = served(isvc_text, path).version
+    doc = yamlio.to_plain(yamlio.load(text, path))
+    suspended = (doc.get("spec") or {}).get("suspend") is True
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    version = state.versions.get(serving) if serving else None
+    tags = version.tag if version else {}
+    if suspended and tags.get("releasebot.drift.status") == "drift":
+        result = version.drift or {}
+        share, wanted_share = tags.get("releasebot.drift.share", "?"), model.drift.dataset_drift_share
+        reason = f"{share} of columns drifted (threshold {wanted_share}) on v{serving} in {env.name}"
+        desired = {
+            "spec": {"suspend": False},
+            "metadata": {
+                "annotations": {
+                    cronjobs.DRIFT_RUN_ANNOTATION: tags.get("releasebot.drift.run_id", ""),
+                    cronjobs.DRIFT_VERSION_ANNOTATION: serving,
+                    cronjobs.DRIFT_REASON_ANNOTATION: reason,
+                }
+            },
+        }
+        title = f"Retrain {model.name}: drift in {env.name}"
+        why = [
+            f"The drift check found drift on **{model.name}** v{serving} in **{env.name}**: {reason}.",
+            "Merging unsuspends the retrain CronJob, which submits the training pipeline on its schedule "
+            f"(`{model.retrain.schedule}`) until a newer version is released here.",
+            "",
+            *_drift_table(result, registry.tracking_uri),
+        ]
+    elif not suspended and annotations.get(cronjobs.DRIFT_VERSION_ANNOTATION) not in (None, serving):
+        desired = {"spec": {"suspend": True}}
+        title = f"Stop retraining {model.name} in {env.name}: v{serving} is released"
+        why = [
+            f"v{serving} now serves in {env.name} (the drift was on "
+            f"v{annotations.get(cronjobs.DRIFT_VERSION_ANNOTATION)}); the retrain CronJob is suspended again."
+        ]
+    else:
+        return []
+    loaded = yamlio.load(text, path)
+    changed = apply_owned(loaded, yamlio.quote_ambiguous(desired), cronjobs.DRIFT_OWNED)
+    if not changed:
+        return []
+    edit = FileEdit(path, text, yamlio.dump(loaded, yamlio.guess_style(text)), tuple(changed))
+    fp = fingerprint(key.branch, edit.new)
+    branch = repo.branches.get(key.branch)
+    if branch is not None and (branch.fingerprint == fp or branch.human_commits):
+        return []
+    message = (
+        f"{title}\n\n{why[0]}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
+        f"Releasebot-Drift-Run: {tags.get('releasebot.drift.run_id', 'none')}\n"
+    )
+    body = "\n".join([*why, "", f"<!-- releasebot:fingerprint={fp} -->"])
+    return [
+        Change(
+            key=key,
+            write_back=env.write_back,
+            edits=(edit,),
+            version=serving or "-",
+            previous=serving,
+            commit_message=message,
+            title=title,
+            body=body,
+            fingerprint=fp,
+            labels=("releasebot", "drift", *env.labels),
         )
     ]

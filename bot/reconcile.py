@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from bot.catalog import CATALOG_FILE, Catalog, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError
 from bot.forge import Forge
+from bot.manifests import cronjobs, karpenter
 from bot.manifests import inferenceservice as isvc
-from bot.manifests import karpenter
 from bot.plan import Change, Plan, RepoState, plan, registry_wants
 from bot.registry import Registry
 from bot.repo import EnvRepo
@@ -42,6 +42,7 @@ def observe(repo: EnvRepo, registry_for: Callable[[Catalog], Registry]) -> tuple
     cat = parse_catalog(text, CATALOG_FILE, repo.workdir)
     paths = [isvc.path_of(e.name, m.name) for e in cat.environments for m in cat.models_in(e)]
     paths += [karpenter.pool_path(e.name, gpu) for e in cat.environments for gpu in (False, True)]
+    paths += [cronjobs.retrain_path(e.name, m.name) for e in cat.environments for m in cat.models_in(e)]
     files = {p: t for p in paths if (t := repo.read(p)) is not None}
     return cat, RepoState(files, repo.bot_branches()), registry_for(cat)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
@@ -44,6 +45,8 @@ class Version:
     tags: tuple[tuple[str, str], ...] = ()
     run_tags: tuple[tuple[str, str], ...] = ()
     datasets: tuple[Dataset, ...] = ()
+    # The drift job's result document when the version's drift tags say "drift" (see bot.drift).
+    drift: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def tag(self) -> dict[str, str]:
@@ -136,7 +139,9 @@ class Registry:
             for di in run.inputs.dataset_inputs if run.inputs else []:
                 d = di.dataset
                 datasets.append(Dataset(d.name, d.digest, d.source, d.source_type))
+        drift = self._drift_result(dict(mv.tags or {}))
         return Version(
+            drift=drift,
             registered_model=registered_model,
             version=str(mv.version),
             storage_uri=storage_uri,
@@ -148,6 +153,23 @@ class Registry:
             run_tags=tuple(sorted(run_tags.items())),
             datasets=tuple(datasets),
         )
+
+    def _drift_result(self, tags: dict[str, str]) -> dict[str, Any] | None:
+        """The drift job's result behind a version's ``releasebot.drift.*`` tags, when it found drift."""
+        run_id = tags.get("releasebot.drift.run_id")
+        if tags.get("releasebot.drift.status") != "drift" or not run_id:
+            return None
+        import json
+        import tempfile
+
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self.client.download_artifacts(run_id, "drift-result.json", tmp)
+                result = json.loads(Path(path).read_text(encoding="utf-8"))
+            result["experimentId"] = self.client.get_run(run_id).info.experiment_id
+            return result
+        except Exception:  # the tags alone still say drift; the table is a nicety
+            return {"runId": run_id, "columnResults": [], "experimentId": None}
 
     def snapshot(self, wanted: dict[str, set[str]]) -> RegistrySnapshot:
         """Aliases of every registered model in ``wanted``, plus the versions they point at and

@@ -58,7 +58,7 @@ def git(repo: Path, *args: str) -> str:
 class World:
     """A registered model in the shared MLflow server and an environments repo for it."""
 
-    def __init__(self, url: str, tmp: Path, run_cli, staging_mode: str = "branch") -> None:
+    def __init__(self, url: str, tmp: Path, run_cli, staging_mode: str = "branch", extra_model: str = "") -> None:
         from mlflow.tracking import MlflowClient
 
         self.url, self.tmp, self.run_cli = url, tmp, run_cli
@@ -67,7 +67,7 @@ class World:
         self.client.create_registered_model(self.name)
         catalog = tmp / "catalog" / "releasebot.yaml"
         catalog.parent.mkdir()
-        text = CATALOG.format(url=url, registered=self.name) + "blueprints: ./blueprints\n"
+        text = CATALOG.format(url=url, registered=self.name) + extra_model + "blueprints: ./blueprints\n"
         own = catalog.parent / "blueprints" / "karpenter"  # the catalog's own blueprints, in the repo
         own.mkdir(parents=True)
         (own / "ec2nodeclass.yaml").write_text((PROJECT / "blueprints/karpenter/ec2nodeclass.yaml").read_text())

@@ -37,7 +37,19 @@ RETRAIN_CATALOG_OWNED = [
     Owned((*_POD, "containers", SUBMIT, "image")),
     Owned((*_POD, "containers", SUBMIT, "args")),
 ]
-DRIFT_OWNED = [Owned(("spec", "suspend"))]
+DRIFT_RUN_ANNOTATION = "releasebot.dev/drift-run"
+DRIFT_VERSION_ANNOTATION = "releasebot.dev/drift-version"
+DRIFT_REASON_ANNOTATION = "releasebot.dev/drift-reason"
+DRIFT_OWNED = [
+    Owned(("spec", "suspend")),
+    Owned(("metadata", "annotations", DRIFT_RUN_ANNOTATION)),
+    Owned(("metadata", "annotations", DRIFT_VERSION_ANNOTATION)),
+    Owned(("metadata", "annotations", DRIFT_REASON_ANNOTATION)),
+]
+
+
+def retrain_path(env: str, model: str) -> str:
+    return f"{env}/{model}/retrain-cronjob.yaml"
 
 
 def drift_args(model: Model, env: Environment) -> list[str]:
