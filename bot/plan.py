@@ -188,6 +188,17 @@ def pin_edit(
     return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
 
 
+def _held(key: Key, branch: BotBranch | None, fp: str) -> tuple[bool, list[Note]]:
+    """Whether the key's open branch already says this (same fingerprint) or is a person's now."""
+    if branch is None:
+        return False, []
+    if branch.human_commits:
+        shas = ", ".join(c[:8] for c in branch.human_commits)
+        message = f"{key.branch} has commits by a person ({shas}); releasebot will not rewrite it"
+        return True, [Note(key, message, tell=True)]
+    return branch.fingerprint == fp, []
+
+
 def _commit_message(key: Key, model: Model, env: Environment, v: Version, previous: str | None, reason: str) -> str:
     was = f" (was {previous})" if previous else ""
     return (
@@ -264,21 +275,9 @@ def _plan_release(
         closes = [Close(key, branch, f"main already serves version {wanted}")] if branch else []
         return [], closes, []
     fp = fingerprint(key.branch, version.version, version.storage_uri, edit.new)
-    if branch is not None and branch.human_commits:
-        return (
-            [],
-            [],
-            [
-                Note(
-                    key,
-                    f"{key.branch} has commits by a person ({', '.join(c[:8] for c in branch.human_commits)}); "
-                    "releasebot will not rewrite it",
-                    tell=True,
-                )
-            ],
-        )
-    if branch is not None and branch.fingerprint == fp:
-        return [], [], []  # already proposed, unchanged
+    held, notes = _held(key, branch, fp)
+    if held:
+        return [], [], notes
     previous_v = state.versions.get(now.version) if (state and now.version) else None
     supersedes = branch.version if branch is not None and branch.version != version.version else None
     title = f"Release {model.name} v{version.version} to {env.name}"
@@ -315,12 +314,16 @@ def plan(
                 continue
             c, x, n = _plan_release(cat, e, m, registry, repo)
             changes += [attach_capacity(cat, change, repo) for change in c]
-            changes += _plan_retrain(cat, e, m, registry, repo)
+            retrain, held = _plan_retrain(cat, e, m, registry, repo)
+            changes += retrain
+            notes += held
             closes += x
             notes += n
         carried = any(edit.path.startswith(f"{e.name}/karpenter/") for c in changes for edit in c.edits)
         if model is None and not carried:
-            changes += _plan_capacity(cat, e, repo)
+            resize, held = _plan_capacity(cat, e, repo)
+            changes += resize
+            notes += held
     return Plan(tuple(sorted(changes, key=lambda c: c.key)), tuple(closes), tuple(notes))
 
 
@@ -500,16 +503,16 @@ def attach_capacity(cat: Catalog, change: Change, repo: RepoState) -> Change:
     )
 
 
-def _plan_capacity(cat: Catalog, env: Environment, repo: RepoState) -> list[Change]:
+def _plan_capacity(cat: Catalog, env: Environment, repo: RepoState) -> tuple[list[Change], list[Note]]:
     """Limits on main that the catalog and running canaries no longer justify: a change of its own."""
     key = Key(env.name, CAPACITY_KEY_MODEL, "capacity")
     pools = _pool_edits(cat, env, repo, _canaries_after(cat, env, repo, ()))
     if not pools:
-        return []
-    branch = repo.branches.get(key.branch)
+        return [], []
     fp = fingerprint(key.branch, *(e.new for e in pools))
-    if branch is not None and (branch.fingerprint == fp or branch.human_commits):
-        return []
+    held, notes = _held(key, repo.branches.get(key.branch), fp)
+    if held:
+        return [], notes
     summary = _describe_limits(pools)
     title = f"Resize the {env.name} NodePool limits"
     message = (
@@ -533,7 +536,7 @@ def _plan_capacity(cat: Catalog, env: Environment, repo: RepoState) -> list[Chan
             fingerprint=fp,
             labels=("releasebot", "capacity", *env.labels),
         )
-    ]
+    ], []
 
 
 # --- drift ---------------------------------------------------------------------------------------
@@ -557,16 +560,16 @@ def _drift_table(result: dict, tracking_uri: str, limit: int = 10) -> list[str]:
 
 def _plan_retrain(
     cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
-) -> list[Change]:
+) -> tuple[list[Change], list[Note]]:
     """Unsuspend the retrain CronJob when the served version drifts; suspend it once a newer one serves."""
     if model.drift is None or model.drift.action != "retrain" or model.retrain is None:
-        return []
+        return [], []
     key = Key(env.name, model.name, "retrain")
     path = cronjobs.retrain_path(env.name, model.name)
     text, isvc_text = repo.main_files.get(path), repo.main_files.get(isvc.path_of(env.name, model.name))
     state = registry.models.get(model.registered_model)
     if text is None or isvc_text is None or state is None:
-        return []
+        return [], []
     serving = served(isvc_text, path).version
     doc = yamlio.to_plain(yamlio.load(text, path))
     suspended = (doc.get("spec") or {}).get("suspend") is True
@@ -603,16 +606,16 @@ def _plan_retrain(
             f"v{annotations.get(cronjobs.DRIFT_VERSION_ANNOTATION)}); the retrain CronJob is suspended again."
         ]
     else:
-        return []
+        return [], []
     loaded = yamlio.load(text, path)
     changed = apply_owned(loaded, yamlio.quote_ambiguous(desired), cronjobs.DRIFT_OWNED)
     if not changed:
-        return []
+        return [], []
     edit = FileEdit(path, text, yamlio.dump(loaded, yamlio.guess_style(text)), tuple(changed))
     fp = fingerprint(key.branch, edit.new)
-    branch = repo.branches.get(key.branch)
-    if branch is not None and (branch.fingerprint == fp or branch.human_commits):
-        return []
+    held, notes = _held(key, repo.branches.get(key.branch), fp)
+    if held:
+        return [], notes
     message = (
         f"{title}\n\n{why[0]}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
         f"Releasebot-Drift-Run: {tags.get('releasebot.drift.run_id', 'none')}\n"
@@ -631,4 +634,4 @@ def _plan_retrain(
             fingerprint=fp,
             labels=("releasebot", "drift", *env.labels),
         )
-    ]
+    ], []

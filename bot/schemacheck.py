@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -159,7 +157,3 @@ def crd_validator(relpath: str) -> jsonschema.protocols.Validator:
     """A validator for one vendored CRD schema file, relative to ``schemas/crds/``."""
     raw = json.loads((schemas_dir() / "crds" / relpath).read_text())
     return jsonschema.Draft7Validator(crd_for_jsonschema(raw))
-
-
-def crd_files() -> Iterable[Path]:
-    return sorted((schemas_dir() / "crds").rglob("*.json"))

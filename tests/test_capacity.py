@@ -152,3 +152,15 @@ def test_plan_capacity_prints_requests_limits_gpus_and_nodes(env_repo: Path, tmp
 def test_a_model_named_karpenter_is_refused(example_text: str) -> None:
     with pytest.raises(InvalidInput, match="'karpenter' is reserved"):
         parse_catalog(example_text.replace("- name: credit-risk", "- name: karpenter"), CATALOG_FILE, EXAMPLE_DIR)
+
+
+def test_a_person_s_commit_on_the_capacity_branch_is_respected_and_said(example_text: str) -> None:
+    from bot.plan import BotBranch
+
+    cat = parse_catalog(example_text.replace("headroom: 1.2", "headroom: 1.5"), CATALOG_FILE, EXAMPLE_DIR)
+    branch = BotBranch("releasebot/production/karpenter/capacity", "sha", None, "old", ("c0ffee00",))
+    p = plan(cat, NO_REGISTRY, RepoState(main_files(), {branch.name: branch}), env="production")
+    assert not [c for c in p.changes if c.key.kind == "capacity"]
+    assert [n.message for n in p.notes if n.tell] == [
+        "releasebot/production/karpenter/capacity has commits by a person (c0ffee00); releasebot will not rewrite it"
+    ]
