@@ -300,7 +300,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.model not in {m.name for m in cat.models} or args.env not in {e.name for e in cat.environments}:
         return _fail(f"no model {args.model!r} in environment {args.env!r} in the catalog")
     path = inferenceservice.path_of(args.env, args.model)
-    now = served(state.main_files.get(path, ""), path)
+    if path not in state.main_files:
+        return _fail(f"{path} is not on the main branch; nothing was written")
+    now = served(state.main_files[path], path)
     target = args.to
     if target is None:
         earlier = [r.version for r in repo.history(args.model, args.env) if r.version not in (now.version, "?")]

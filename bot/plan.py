@@ -199,7 +199,7 @@ def _held(key: Key, branch: BotBranch | None, fp: str) -> tuple[bool, list[Note]
     return branch.fingerprint == fp, []
 
 
-def _commit_message(key: Key, model: Model, env: Environment, v: Version, previous: str | None, reason: str) -> str:
+def _commit_message(model: Model, env: Environment, v: Version, previous: str | None, reason: str) -> str:
     was = f" (was {previous})" if previous else ""
     return (
         f"Release {model.name} v{v.version} to {env.name}\n\n"
@@ -211,6 +211,10 @@ def _commit_message(key: Key, model: Model, env: Environment, v: Version, previo
     )
 
 
+def _noted(note: Note) -> tuple[list[Change], list[Close], list[Note]]:
+    return [], [], [note]
+
+
 def _plan_release(
     cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
 ) -> tuple[list[Change], list[Close], list[Note]]:
@@ -220,7 +224,7 @@ def _plan_release(
     state = registry.models.get(model.registered_model)
     text = repo.main_files.get(path)
     if text is None:
-        return [], [], [Note(key, f"{path} is not on the main branch; run `releasebot render` first", error=True)]
+        return _noted(Note(key, f"{path} is not on the main branch; run `releasebot render` first", error=True))
     now = served(text, path)
     if now.pinned:
         wanted, reason = now.pinned, f"Pinned to version {now.pinned} in Git (releasebot rollback)"
@@ -229,51 +233,42 @@ def _plan_release(
         if alias is None:
             message = f"MLflow alias @{env.alias} is not set on registered model {model.registered_model!r}"
             if now.version is None:
-                return [], [], [Note(key, message + "; nothing to release yet")]
+                return _noted(Note(key, message + "; nothing to release yet"))
             # It drove this environment before. Deleting a version removes its aliases without any
             # webhook, so this is most often a deleted version: a person has to say what now.
-            return (
-                [],
-                [],
-                [
-                    Note(
-                        key,
-                        f"{message}, but {env.name} serves version {now.version}; was the "
-                        "version it pointed at deleted? Nothing was changed",
-                        error=True,
-                    )
-                ],
+            return _noted(
+                Note(
+                    key,
+                    f"{message}, but {env.name} serves version {now.version}; was the version "
+                    "it pointed at deleted? Nothing was changed",
+                    error=True,
+                )
             )
         if alias in now.blocked:
-            return (
-                [],
-                [],
-                [
-                    Note(
-                        key,
-                        f"@{env.alias} points at version {alias}, which is blocked in Git; "
-                        "`releasebot unblock` to allow it",
-                    )
-                ],
+            return _noted(
+                Note(
+                    key,
+                    f"@{env.alias} points at version {alias}, which is blocked in Git; "
+                    "`releasebot unblock` to allow it",
+                )
             )
         wanted, reason = alias, f"MLflow alias @{env.alias} points at version {alias}"
     version = state.versions.get(wanted) if state else None
     if version is None:
-        return (
-            [],
-            [],
-            [
-                Note(
-                    key,
-                    f"version {wanted} of {model.registered_model!r} is not in MLflow (deleted?); nothing was changed",
-                    error=True,
-                )
-            ],
+        return _noted(
+            Note(
+                key,
+                f"version {wanted} of {model.registered_model!r} is not in MLflow (deleted?); nothing was changed",
+                error=True,
+            )
         )
     edit = release_edit(path, text, version)
     if edit is None:
-        closes = [Close(key, branch, f"main already serves version {wanted}")] if branch else []
-        return [], closes, []
+        if branch is None:
+            return [], [], []
+        if branch.human_commits:  # never delete a person's work: say so and leave it
+            return [], [], _held(key, branch, "")[1]
+        return [], [Close(key, branch, f"main already serves version {wanted}")], []
     fp = fingerprint(key.branch, version.version, version.storage_uri, edit.new)
     held, notes = _held(key, branch, fp)
     if held:
@@ -290,7 +285,7 @@ def _plan_release(
         edits=(edit,),
         version=version.version,
         previous=now.version,
-        commit_message=_commit_message(key, model, env, version, now.version, reason),
+        commit_message=_commit_message(model, env, version, now.version, reason),
         title=title,
         body=body,
         fingerprint=fp,

@@ -90,6 +90,12 @@ def test_open_branch_for_a_version_main_now_serves_is_closed() -> None:
     assert [c.reason for c in p.closes] == ["main already serves version 2"]
 
 
+def test_a_branch_with_a_person_s_commits_is_never_deleted() -> None:
+    branch = BotBranch("releasebot/production/fraud-detector/release", "sha", "3", "fp", ("beefbeef",))
+    p = run(snapshot({"champion": "2"}, "2"), main_text("2"), {branch.name: branch})
+    assert p.closes == () and p.notes[0].tell and "beefbeef" in p.notes[0].message
+
+
 def test_same_fingerprint_on_the_branch_writes_nothing() -> None:
     first = run(snapshot({"champion": "3"}, "2", "3"), main_text("2")).changes[0]
     branch = BotBranch(first.key.branch, "sha", "3", first.fingerprint)

@@ -370,3 +370,8 @@ def test_pull_request_mode_end_to_end(mlflow_url: str, tmp_path: Path, run_cli, 
         assert gh.checked == 2
     assert bodies[1]["title"] == f"Release fraud v{v2} to staging (supersedes v{v1})"
     assert f"releasebot.dev/version: '{v2}'" in world.show(STAGING, ISVC)
+
+
+def test_rollback_of_a_model_not_in_the_environment_is_refused(world: World) -> None:
+    result = world.run_cli("rollback", "ghost", "--env", "dev", *world.loop)
+    assert result.code == 1 and "no model 'ghost' in environment 'dev'" in result.err
