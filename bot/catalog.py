@@ -6,7 +6,8 @@ references between environments and models, cron syntax, replicas, scale-to-zero
 KServe deployment mode), reporting every problem with file, line and JSON path. Code past this
 point works with :class:`Catalog` and never re-validates dicts.
 
-It does not read blueprints or manifests and does no I/O besides reading the one file.
+It does not read blueprints or manifests; its only I/O is reading the one file (and checking that a
+blueprint folder it names exists).
 """
 
 from __future__ import annotations

@@ -375,3 +375,30 @@ def test_pull_request_mode_end_to_end(mlflow_url: str, tmp_path: Path, run_cli, 
 def test_rollback_of_a_model_not_in_the_environment_is_refused(world: World) -> None:
     result = world.run_cli("rollback", "ghost", "--env", "dev", *world.loop)
     assert result.code == 1 and "no model 'ghost' in environment 'dev'" in result.err
+
+
+def test_main_moving_during_a_reconcile_is_replanned_not_overwritten(world: World, monkeypatch) -> None:
+    import bot.reconcile
+
+    v1 = world.version(0.9)
+    world.alias("candidate", v1)
+    original, calls = bot.reconcile.make_plan, []
+
+    def racing(*args, **kwargs):
+        planned = original(*args, **kwargs)
+        if not calls:  # a person pushes to main after releasebot planned, before it pushes
+            clone = world.tmp / "racer"
+            subprocess.run(["git", "clone", "--quiet", str(world.remote), str(clone)], check=True)
+            path = clone / "dev/fraud/inferenceservice.yaml"
+            path.write_text(path.read_text() + "# tuned by a person\n")
+            git(clone, "-c", "user.name=P", "-c", "user.email=p@example.com", "commit", "-qam", "tune")
+            git(clone, "push", "--quiet", "origin", "main")
+        calls.append(1)
+        return planned
+
+    monkeypatch.setattr(bot.reconcile, "make_plan", racing)
+    result = world.reconcile()
+    assert result.code == 0, result.err
+    assert len(calls) == 2  # the rejected push led to a fresh plan
+    final = world.show("main", "dev/fraud/inferenceservice.yaml")
+    assert "# tuned by a person" in final and f"releasebot.dev/version: '{v1}'" in final
