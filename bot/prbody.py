@@ -106,7 +106,11 @@ def release_body(
     supersedes: str | None,
     branch: str,
 ) -> str:
-    run = f"{cat.tracking_uri.rstrip('/')}/#/experiments/0/runs/{new.run_id}" if new.run_id else "none"
+    run = (
+        f"{cat.tracking_uri.rstrip('/')}/#/experiments/{new.experiment_id}/runs/{new.run_id}"
+        if new.run_id and new.experiment_id
+        else "none"
+    )
     was = f"v{old_label}" if old_label else "nothing yet"
     lines = [
         f"Releases **{cell(model.name)}** version **{new.version}** to **{env.name}** "

@@ -40,6 +40,7 @@ class Version:
     storage_uri: str
     run_id: str | None
     status: str
+    experiment_id: str | None = None
     metrics: tuple[tuple[str, float], ...] = ()
     params: tuple[tuple[str, str], ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
@@ -132,8 +133,10 @@ class Registry:
         params: dict[str, str] = {}
         run_tags: dict[str, str] = {}
         datasets: list[Dataset] = []
+        experiment_id = None
         if mv.run_id:
             run = self._call(f"run {mv.run_id} of {where}", self.client.get_run, mv.run_id)
+            experiment_id = run.info.experiment_id
             metrics, params = dict(run.data.metrics), dict(run.data.params)
             run_tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
             for di in run.inputs.dataset_inputs if run.inputs else []:
@@ -147,6 +150,7 @@ class Registry:
             storage_uri=storage_uri,
             run_id=mv.run_id or None,
             status=str(mv.status),
+            experiment_id=experiment_id,
             metrics=tuple(sorted(metrics.items())),
             params=tuple(sorted(params.items())),
             tags=tuple(sorted((mv.tags or {}).items())),

@@ -25,6 +25,7 @@ def version(v: str, accuracy: float = 0.9) -> Version:
         f"s3://models/fraud/{v}",
         f"run{v}",
         "READY",
+        experiment_id="7",
         metrics=(("accuracy", accuracy),),
         datasets=(Dataset("tx", "d1g3st", "s3://data/tx", "s3"),),
         run_tags=(("dvc.rev", "abc123"),),
@@ -72,6 +73,7 @@ def test_alias_ahead_of_main_is_one_change_with_trailers_and_evidence() -> None:
         assert trailer in c.commit_message
     assert "| accuracy | 0.93 | 0.92 | +0.01 |" in c.body
     assert "digest `d1g3st`" in c.body and "DVC revision `abc123`" in c.body
+    assert "http://mlflow.mlflow.svc.cluster.local:5000/#/experiments/7/runs/run3" in c.body
     assert f"<!-- releasebot:fingerprint={c.fingerprint} -->" in c.body
     assert c.labels == ("releasebot", "release", "production")
 

@@ -347,6 +347,8 @@ def test_pull_request_mode_end_to_end(mlflow_url: str, tmp_path: Path, run_cli, 
     assert STAGING in world.refs()
     assert bodies[0]["title"] == f"Release fraud v{v1} to staging"
     assert "### Metrics" in bodies[0]["body"] and "| accuracy |" in bodies[0]["body"]
+    run_id = world.client.get_model_version(world.name, v1).run_id
+    assert f"{mlflow_url}/#/experiments/0/runs/{run_id}" in bodies[0]["body"]  # the run's own experiment
     assert new_release_calls == 3
 
     with GitHubMock() as gh:  # nothing registered: any GitHub call would fail the test
