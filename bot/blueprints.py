@@ -108,29 +108,21 @@ def _substitute(text: str, values: Mapping[str, Any], source: str, line: int | N
 
 def _render_node(node: Any, values: Mapping[str, Any], source: str, path: tuple[Any, ...]) -> Any:
     if isinstance(node, dict):
-        for key in list(node):
-            value = node[key]
-            if isinstance(value, str) and "${" in value:
-                new = _substitute(value, values, source, _line(node, key), yamlio.format_path((*path, key)))
-                if new is None:
-                    del node[key]
-                    continue
+        keys: list[Any] = list(node)
+    elif isinstance(node, list):
+        keys = list(reversed(range(len(node))))  # backwards, so deleting an item keeps the others' indexes
+    else:
+        return node
+    for key in keys:
+        value = node[key]
+        if isinstance(value, str) and "${" in value:
+            new = _substitute(value, values, source, _line(node, key), yamlio.format_path((*path, key)))
+            if new is None:
+                del node[key]
+            else:
                 node[key] = type(value)(new) if isinstance(value, ScalarString) and isinstance(new, str) else new
-            else:
-                _render_node(value, values, source, (*path, key))
-        return node
-    if isinstance(node, list):
-        for i in reversed(range(len(node))):
-            value = node[i]
-            if isinstance(value, str) and "${" in value:
-                new = _substitute(value, values, source, yamlio.line_of(node, (i,)), yamlio.format_path((*path, i)))
-                if new is None:
-                    del node[i]
-                    continue
-                node[i] = type(value)(new) if isinstance(value, ScalarString) and isinstance(new, str) else new
-            else:
-                _render_node(value, values, source, (*path, i))
-        return node
+        else:
+            _render_node(value, values, source, (*path, key))
     return node
 
 

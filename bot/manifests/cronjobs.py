@@ -48,6 +48,10 @@ DRIFT_OWNED = [
 ]
 
 
+def drift_check_path(env: str, model: str) -> str:
+    return f"{env}/{model}/drift-check-cronjob.yaml"
+
+
 def retrain_path(env: str, model: str) -> str:
     return f"{env}/{model}/retrain-cronjob.yaml"
 

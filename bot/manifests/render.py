@@ -157,7 +157,6 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
                 )
             )
         for model in cat.models_in(env):
-            base = f"{env.name}/{model.name}"
             isvc_path = inferenceservice.path_of(env.name, model.name)
             current = read(isvc_path)
             # The registry's fields are not ours to change: render what the file serves today.
@@ -175,7 +174,7 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
             if model.drift:
                 out.append(
                     Target(
-                        f"{base}/drift-check-cronjob.yaml",
+                        cronjobs.drift_check_path(env.name, model.name),
                         "yaml",
                         cronjobs.drift_check(cat, env, model, bp),
                         cronjobs.DRIFT_CATALOG_OWNED,
@@ -184,7 +183,7 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
             if model.retrain:
                 out.append(
                     Target(
-                        f"{base}/retrain-cronjob.yaml",
+                        cronjobs.retrain_path(env.name, model.name),
                         "yaml",
                         cronjobs.retrain(cat, env, model, bp),
                         cronjobs.RETRAIN_CATALOG_OWNED,
