@@ -350,6 +350,35 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_drift and result["datasetDrift"] else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import threading
+
+    import uvicorn
+
+    from bot.server import Receiver, Settings, create_app
+
+    github_secret = os.environ.get("RELEASEBOT_GITHUB_WEBHOOK_SECRET")
+    mlflow_secret = os.environ.get("RELEASEBOT_MLFLOW_WEBHOOK_SECRET")
+    if not github_secret or not mlflow_secret:
+        # No default secret: an unauthenticated receiver would let anyone trigger work.
+        return _fail("set RELEASEBOT_GITHUB_WEBHOOK_SECRET and RELEASEBOT_MLFLOW_WEBHOOK_SECRET; not starting")
+    repo = _repo(args)
+    lock = threading.Lock()  # the worker and the catalog refresh share one clone
+    with lock:
+        current = [observe(repo, _registry_for(args))[0]]
+
+    def reconcile_model(model: str) -> None:
+        with lock:
+            result = reconcile(repo, _registry_for(args), _forge_for(repo), model=model)
+            current[0] = result.catalog
+        for line in result.done:
+            print(line, flush=True)
+
+    receiver = Receiver(Settings(github_secret, mlflow_secret, args.resync), lambda: current[0], reconcile_model)
+    uvicorn.run(create_app(receiver), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -432,6 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifts")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     p.set_defaults(func=cmd_drift_run)
+
+    p = sub.add_parser("serve", help="the webhook receiver: GitHub and MLflow events trigger reconciles")
+    _loop_options(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs (default 300)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="the release loop end to end on MLflow/SQLite and a local git repo")
     p.add_argument("--dir", default="demo", help="where to put the MLflow store and environments repo")

@@ -1,0 +1,109 @@
+"""Webhook intake: is a delivery genuine, and which models should be looked at again? Pure.
+
+An event never says *what to do*: it only names models for the reconciler to look at again, so
+duplicates, reordering and missed deliveries change nothing (the periodic resync catches those).
+
+* GitHub: ``X-Hub-Signature-256`` is ``sha256=`` + hex HMAC-SHA256 of the raw body.
+* MLflow: ``X-MLflow-Signature`` is ``v1,`` + base64 HMAC-SHA256 of
+  ``{delivery id}.{timestamp}.{raw body}``; a timestamp more than five minutes off is refused
+  (a replayed delivery keeps its old timestamp and signature).
+
+Comparisons are constant-time. This module does no I/O and keeps no state.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.catalog import CATALOG_FILE, Catalog
+from bot.errors import SecurityError
+
+MAX_SKEW_SECONDS = 300
+
+
+def verify_github(secret: str, body: bytes, header: str | None) -> None:
+    if not header or not header.startswith("sha256="):
+        raise SecurityError("missing or malformed X-Hub-Signature-256")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(header.removeprefix("sha256="), expected):
+        raise SecurityError("X-Hub-Signature-256 does not match the body")
+
+
+def sign_mlflow(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{delivery_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def verify_mlflow(
+    secret: str, delivery_id: str | None, timestamp: str | None, body: bytes, header: str | None, now: float
+) -> None:
+    if not delivery_id or not timestamp or not header:
+        raise SecurityError("missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise SecurityError("X-MLflow-Timestamp is not a number") from None
+    if abs(now - sent) > MAX_SKEW_SECONDS:
+        raise SecurityError(f"X-MLflow-Timestamp is {int(now - sent)} s off; more than {MAX_SKEW_SECONDS} s is refused")
+    if not hmac.compare_digest(header, sign_mlflow(secret, delivery_id, timestamp, body)):
+        raise SecurityError("X-MLflow-Signature does not match the body")
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What an event asks for: models to reconcile, and whether the repo needs validating."""
+
+    models: frozenset[str] = frozenset()
+    validate: bool = False
+    note: str = ""
+
+
+def _model_of_branch(branch: str) -> str | None:
+    parts = branch.split("/")
+    return parts[2] if len(parts) == 4 and parts[0] == "releasebot" else None
+
+
+def _models_of_paths(cat: Catalog, paths: Iterable[str]) -> set[str]:
+    names = {m.name for m in cat.models}
+    found: set[str] = set()
+    for path in paths:
+        if path == CATALOG_FILE:
+            return names  # the catalog changed: everything may have
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[1] in names:
+            found.add(parts[1])
+    return found
+
+
+def route_github(event: str, payload: dict[str, Any], cat: Catalog) -> Routed:
+    action = payload.get("action")
+    if event in ("pull_request", "pull_request_review"):
+        branch = ((payload.get("pull_request") or {}).get("head") or {}).get("ref", "")
+        model = _model_of_branch(branch)
+        if event == "pull_request" and action not in ("closed", "reopened"):
+            return Routed(note=f"pull_request {action}: nothing to do")
+        return Routed(frozenset({model}) if model else frozenset(), note=f"{event} {action} on {branch}")
+    if event == "push":
+        if payload.get("ref") != f"refs/heads/{cat.branch}":
+            return Routed(note=f"push to {payload.get('ref')}: not the main branch")
+        paths = [
+            p for c in payload.get("commits") or [] for k in ("added", "modified", "removed") for p in c.get(k, [])
+        ]
+        return Routed(frozenset(_models_of_paths(cat, paths)), note=f"push to {cat.branch}")
+    if event == "check_run" and action == "rerequested":
+        return Routed(validate=True, note="check_run rerequested")
+    return Routed(note=f"{event} {action or ''}".strip() + ": nothing to do")
+
+
+def route_mlflow(payload: dict[str, Any], cat: Catalog) -> Routed:
+    kind = f"{payload.get('entity')}.{payload.get('action')}"
+    registered = (payload.get("data") or {}).get("name")
+    if kind not in ("model_version_alias.created", "model_version_alias.deleted", "model_version_tag.set"):
+        return Routed(note=f"{kind}: nothing to do")
+    models = frozenset(m.name for m in cat.models if m.registered_model == registered)
+    return Routed(models, note=f"{kind} on {registered}")

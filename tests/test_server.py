@@ -1,0 +1,228 @@
+"""The webhook receiver: genuine deliveries are routed to models; anything else gets 4xx and no work."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from bot.catalog import load_catalog
+from bot.intake import sign_mlflow
+from bot.server import MAX_BODY, Receiver, Settings, create_app
+from tests.conftest import EXAMPLE_CATALOG
+
+HOOKS = Path(__file__).parent / "fixtures/github/webhooks"
+GH_SECRET, ML_SECRET = "gh-test-secret", "mlflow-test-secret"
+CAT = load_catalog(EXAMPLE_CATALOG)
+
+
+class Harness:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.calls: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.now = now
+
+        def reconcile(model: str) -> None:
+            self.gate.wait(10)
+            self.calls.append(model)
+
+        self.receiver = Receiver(
+            Settings(GH_SECRET, ML_SECRET, resync_seconds=3600), lambda: CAT, reconcile, clock=lambda: self.now
+        )
+        self.client = TestClient(create_app(self.receiver))
+
+    def github(self, event: str, payload: dict | bytes, delivery: str = "d-1", secret: str = GH_SECRET):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return self.client.post(
+            "/webhooks/github",
+            content=body,
+            headers={
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": sig,
+                "Content-Type": "application/json",
+            },
+        )
+
+    def mlflow(
+        self, payload: dict | bytes, delivery: str = "m-1", timestamp: float | None = None, secret: str = ML_SECRET
+    ):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        ts = str(int(self.now if timestamp is None else timestamp))
+        return self.client.post(
+            "/webhooks/mlflow",
+            content=body,
+            headers={
+                "X-MLflow-Delivery-Id": delivery,
+                "X-MLflow-Timestamp": ts,
+                "X-MLflow-Signature": sign_mlflow(secret, delivery, ts, body),
+                "Content-Type": "application/json",
+            },
+        )
+
+    def settle(self) -> list[str]:
+        assert self.receiver.queue.join_idle(10)
+        return self.calls
+
+
+def recorded(name: str) -> dict:
+    return json.loads((HOOKS / name).read_text())
+
+
+def merged_pr(branch: str = "releasebot/production/fraud-detector/release") -> dict:
+    payload = recorded("pull_request_pull_request.closed.json")
+    assert payload["action"] == "closed" and payload["pull_request"]["merged"] is True
+    payload["pull_request"]["head"]["ref"] = branch
+    return payload
+
+
+ALIAS_MOVED = {
+    "entity": "model_version_alias",
+    "action": "created",
+    "timestamp": "2026-11-22T02:34:04+00:00",
+    "data": {"name": "fraud-detector", "alias": "champion", "version": "3"},
+}
+
+
+@pytest.fixture
+def h():
+    harness = Harness()
+    with harness.client:
+        yield harness
+
+
+def test_a_merged_bot_pull_request_reconciles_its_model(h: Harness) -> None:
+    response = h.github("pull_request", merged_pr())
+    assert response.status_code == 202 and response.json()["queued"] == ["fraud-detector"]
+    assert h.settle() == ["fraud-detector"]
+
+
+def test_a_push_to_main_reconciles_the_models_whose_files_changed(h: Harness) -> None:
+    payload = recorded("push_with-new-branch.payload.json")
+    payload["ref"] = "refs/heads/main"
+    payload["commits"][0].update(
+        added=[],
+        removed=[],
+        modified=["staging/credit-risk/inferenceservice.yaml", "production/review-sentiment/drift-check-cronjob.yaml"],
+    )
+    assert h.github("push", payload).json()["queued"] == ["credit-risk", "review-sentiment"]
+    payload["commits"][0]["modified"] = ["releasebot.yaml"]
+    assert h.github("push", payload, delivery="d-2").json()["queued"] == [
+        "credit-risk",
+        "fraud-detector",
+        "review-sentiment",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("event", "name"),
+    [
+        ("ping", "ping_with-app_id.payload.json"),
+        ("installation", "installation_created.payload.json"),
+        ("issue_comment", "issue_comment_comment.json"),
+        ("check_run", "check_run_rerequested.payload.json"),
+        ("pull_request_review", "pull_request_review_approved.json"),
+    ],
+)
+def test_other_events_are_acknowledged_without_work(h: Harness, event: str, name: str) -> None:
+    response = h.github(event, recorded(name))
+    assert response.status_code == 202 and response.json()["queued"] == []
+    assert h.settle() == []
+
+
+def test_a_bad_github_signature_is_401_and_queues_nothing(h: Harness) -> None:
+    assert h.github("pull_request", merged_pr(), secret="wrong").status_code == 401
+    body = json.dumps(merged_pr()).encode()
+    unsigned = h.client.post("/webhooks/github", content=body, headers={"X-GitHub-Event": "pull_request"})
+    assert unsigned.status_code == 401
+    assert h.settle() == [] and h.receiver.queue.depth() == 0
+
+
+def test_a_duplicated_delivery_is_worked_once(h: Harness) -> None:
+    first = h.github("pull_request", merged_pr(), delivery="same")
+    h.settle()
+    second = h.github("pull_request", merged_pr(), delivery="same")
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert second.json()["note"] == "duplicate delivery"
+    assert h.settle() == ["fraud-detector"]
+
+
+def test_a_burst_of_100_events_for_one_model_is_one_reconcile(h: Harness) -> None:
+    h.gate.clear()  # hold the worker on a first model while the burst arrives
+    h.github("pull_request", merged_pr("releasebot/dev/review-sentiment/release"), delivery="first")
+    time.sleep(0.2)
+    for i in range(100):
+        assert h.mlflow(ALIAS_MOVED, delivery=f"burst-{i}").status_code == 202
+    h.gate.set()
+    assert h.settle() == ["review-sentiment", "fraud-detector"]
+    assert h.receiver.queue.coalesced == 99
+
+
+def test_mlflow_alias_and_tag_events_reconcile_the_registered_model(h: Harness) -> None:
+    assert h.mlflow(ALIAS_MOVED).json()["queued"] == ["fraud-detector"]
+    tag = {
+        "entity": "model_version_tag",
+        "action": "set",
+        "data": {"name": "credit-risk", "version": "1", "key": "releasebot.drift.status"},
+    }
+    assert h.mlflow(tag, delivery="m-2").json()["queued"] == ["credit-risk"]
+    other = {"entity": "registered_model", "action": "created", "data": {"name": "fraud-detector"}}
+    assert h.mlflow(other, delivery="m-3").json()["queued"] == []
+    assert sorted(h.settle()) == ["credit-risk", "fraud-detector"]
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [("stale", 401), ("future", 401), ("bad-signature", 401), ("malformed", 400), ("oversized", 413)],
+)
+def test_bad_mlflow_deliveries_get_4xx_and_queue_nothing(h: Harness, case: str, status: int) -> None:
+    if case == "stale":
+        response = h.mlflow(ALIAS_MOVED, timestamp=h.now - 301)
+    elif case == "future":
+        response = h.mlflow(ALIAS_MOVED, timestamp=h.now + 301)
+    elif case == "bad-signature":
+        response = h.mlflow(ALIAS_MOVED, secret="wrong")
+    elif case == "malformed":
+        response = h.mlflow(b"{not json")
+    else:
+        response = h.mlflow(b"x" * (MAX_BODY + 1))
+    assert response.status_code == status
+    assert h.settle() == [] and h.receiver.queue.depth() == 0
+
+
+def test_metrics_move(h: Harness) -> None:
+    def value(metric: str) -> float:
+        for line in h.client.get("/metrics").text.splitlines():
+            if line.split(" ")[0] == metric:
+                return float(line.split(" ")[-1])
+        return 0.0
+
+    queued = 'releasebot_events_total{outcome="queued",source="mlflow",type="model_version_alias.created"}'
+    refused = 'releasebot_events_total{outcome="unauthorized",source="github",type="pull_request"}'
+    before = value(queued)
+    h.mlflow(ALIAS_MOVED, delivery="x-1")
+    h.github("pull_request", merged_pr(), secret="wrong")
+    h.settle()
+    assert value(queued) == before + 1 and value(refused) == 1
+    assert value("releasebot_reconcile_seconds_count") == 1
+    assert value("releasebot_queue_depth") == 0
+
+
+def test_health_and_readiness(h: Harness) -> None:
+    assert h.client.get("/healthz").text == "ok"
+    assert h.client.get("/readyz").text == "ready"
+
+
+def test_serve_refuses_to_start_without_webhook_secrets(run_cli, monkeypatch) -> None:
+    monkeypatch.delenv("RELEASEBOT_GITHUB_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("RELEASEBOT_MLFLOW_WEBHOOK_SECRET", "x")
+    result = run_cli("serve", "--port", "0")
+    assert result.code == 1 and "RELEASEBOT_GITHUB_WEBHOOK_SECRET" in result.err and "not starting" in result.err
