@@ -24,6 +24,7 @@ from bot.catalog import CATALOG_FILE, Catalog
 from bot.errors import SecurityError
 
 MAX_SKEW_SECONDS = 300
+MLFLOW_EVENTS = frozenset({"model_version_alias.created", "model_version_alias.deleted", "model_version_tag.set"})
 
 
 def verify_github(secret: str, body: bytes, header: str | None) -> None:
@@ -103,7 +104,7 @@ def route_github(event: str, payload: dict[str, Any], cat: Catalog) -> Routed:
 def route_mlflow(payload: dict[str, Any], cat: Catalog) -> Routed:
     kind = f"{payload.get('entity')}.{payload.get('action')}"
     registered = (payload.get("data") or {}).get("name")
-    if kind not in ("model_version_alias.created", "model_version_alias.deleted", "model_version_tag.set"):
+    if kind not in MLFLOW_EVENTS:
         return Routed(note=f"{kind}: nothing to do")
     models = frozenset(m.name for m in cat.models if m.registered_model == registered)
     return Routed(models, note=f"{kind} on {registered}")

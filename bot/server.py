@@ -32,6 +32,11 @@ from bot.catalog import Catalog
 from bot.errors import SecurityError
 from bot.workqueue import CoalescingQueue
 
+# Metric labels come only from this set: a header is attacker-controlled until the signature checks
+# out, and every distinct label value would be a new time series held in memory.
+GITHUB_EVENTS = frozenset(
+    {"pull_request", "pull_request_review", "push", "check_run", "issue_comment", "installation", "ping"}
+)
 MAX_BODY = 1024 * 1024  # GitHub caps payloads at 25 MB; ours are small, and a cap bounds memory per request
 DEDUPE_WINDOW = 10_000
 log = logging.getLogger("releasebot.server")
@@ -141,7 +146,8 @@ class Receiver:
         if isinstance(body, Response):
             self.events.labels("github", "unknown", "too-large").inc()
             return body
-        kind = request.headers.get("x-github-event", "unknown")
+        header = request.headers.get("x-github-event", "")
+        kind = header if header in GITHUB_EVENTS else "other"
         try:
             intake.verify_github(self.settings.github_secret, body, request.headers.get("x-hub-signature-256"))
             payload = json.loads(body)
@@ -152,7 +158,7 @@ class Receiver:
             self.events.labels("github", kind, "malformed").inc()
             return PlainTextResponse("body is not JSON", 400)
         delivery = request.headers.get("x-github-delivery", "")
-        return self._accept("github", kind, delivery, payload, lambda p, c: intake.route_github(kind, p, c))
+        return self._accept("github", kind, delivery, payload, lambda p, c: intake.route_github(header, p, c))
 
     async def mlflow(self, request: Request) -> Response:
         body = await self._body(request)
@@ -177,6 +183,7 @@ class Receiver:
             self.events.labels("mlflow", "unknown", "malformed").inc()
             return PlainTextResponse("body is not JSON", 400)
         kind = f"{payload.get('entity')}.{payload.get('action')}" if isinstance(payload, dict) else "unknown"
+        kind = kind if kind in intake.MLFLOW_EVENTS else "other"
         return self._accept("mlflow", kind, h.get("x-mlflow-delivery-id", ""), payload, intake.route_mlflow)
 
     async def metrics(self, request: Request) -> Response:

@@ -226,3 +226,11 @@ def test_serve_refuses_to_start_without_webhook_secrets(run_cli, monkeypatch) ->
     monkeypatch.setenv("RELEASEBOT_MLFLOW_WEBHOOK_SECRET", "x")
     result = run_cli("serve", "--port", "0")
     assert result.code == 1 and "RELEASEBOT_GITHUB_WEBHOOK_SECRET" in result.err and "not starting" in result.err
+
+
+def test_unknown_event_names_do_not_become_metric_labels(h: Harness) -> None:
+    for i in range(5):
+        h.client.post("/webhooks/github", content=b"{}", headers={"X-GitHub-Event": f"made-up-{i}"})
+    text = h.client.get("/metrics").text
+    assert "made-up" not in text
+    assert 'releasebot_events_total{outcome="unauthorized",source="github",type="other"} 5.0' in text
