@@ -26,7 +26,7 @@ from bot.forge.git import GitForge
 from bot.forge.github import forge_from_env
 from bot.manifests import inferenceservice
 from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, plan_render, write_changes
-from bot.plan import Change, Note, Plan, served
+from bot.plan import Change, Key, Note, Plan, served
 from bot.plan import rollback as plan_rollback
 from bot.plan import unblock as plan_unblock
 from bot.reconcile import make_plan, observe, reconcile, write_back
@@ -165,47 +165,25 @@ def _forge_for(repo: EnvRepo):
     return forge
 
 
+def _row(key: Key, action: str, before: str, after: str, branch: str, detail: str) -> dict[str, str]:
+    return {
+        "environment": key.environment,
+        "model": key.model,
+        "kind": key.kind,
+        "action": action,
+        "from": before,
+        "to": after,
+        "branch": branch,
+        "detail": detail,
+    }
+
+
 def _plan_rows(p: Plan) -> list[dict[str, str]]:
-    rows = [
-        {
-            "environment": c.key.environment,
-            "model": c.key.model,
-            "kind": c.key.kind,
-            "action": c.write_back,
-            "from": c.previous or "-",
-            "to": c.version,
-            "branch": c.key.branch,
-            "detail": c.title,
-        }
-        for c in p.changes
-    ]
-    rows += [
-        {
-            "environment": x.key.environment,
-            "model": x.key.model,
-            "kind": x.key.kind,
-            "action": "close",
-            "from": x.branch.version or "-",
-            "to": "-",
-            "branch": x.branch.name,
-            "detail": x.reason,
-        }
-        for x in p.closes
-    ]
-    rows += [
-        {
-            "environment": n.key.environment,
-            "model": n.key.model,
-            "kind": n.key.kind,
-            "action": "error" if n.error else "note",
-            "from": "-",
-            "to": "-",
-            "branch": n.key.branch,
-            "detail": n.message,
-        }
-        for n in p.notes
-    ]
-    return rows
+    return (
+        [_row(c.key, c.write_back, c.previous or "-", c.version, c.key.branch, c.title) for c in p.changes]
+        + [_row(x.key, "close", x.branch.version or "-", "-", x.branch.name, x.reason) for x in p.closes]
+        + [_row(n.key, "error" if n.error else "note", "-", "-", n.key.branch, n.message) for n in p.notes]
+    )
 
 
 def _print_table(rows: list[dict[str, str]], columns: list[str]) -> None:
