@@ -328,9 +328,10 @@ def registry_wants(cat: Catalog, repo: RepoState) -> dict[str, set[str]]:
     for e in cat.environments:
         for m in cat.models_in(e):
             extra = wanted.setdefault(m.registered_model, set())
-            text = repo.main_files.get(isvc.path_of(e.name, m.name))
+            path = isvc.path_of(e.name, m.name)
+            text = repo.main_files.get(path)
             if text is not None:
-                now = served(text, e.name)
+                now = served(text, path)
                 extra |= {v for v in (now.version, now.pinned) if v}
     return wanted
 
@@ -565,7 +566,7 @@ def _plan_retrain(
     state = registry.models.get(model.registered_model)
     if text is None or isvc_text is None or state is None:
         return [], []
-    serving = served(isvc_text, path).version
+    serving = served(isvc_text, isvc.path_of(env.name, model.name)).version
     doc = yamlio.to_plain(yamlio.load(text, path))
     suspended = (doc.get("spec") or {}).get("suspend") is True
     annotations = (doc.get("metadata") or {}).get("annotations") or {}

@@ -165,3 +165,11 @@ def test_plan_module_is_pure(path: Path) -> None:
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
     }
     assert not {m for m in imported if m and m.split(".")[0] in {"git", "github", "mlflow", "kubernetes", "requests"}}
+
+
+def test_a_broken_manifest_on_main_is_named_by_its_path() -> None:
+    from bot.errors import YamlError
+    from bot.plan import registry_wants
+
+    with pytest.raises(YamlError, match=r"^production/fraud-detector/inferenceservice\.yaml:2: invalid YAML"):
+        registry_wants(CAT, RepoState({PATH: "spec: {a: 1\n"}))
