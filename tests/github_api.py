@@ -3,8 +3,8 @@
 :class:`GitHubMock` wraps ``responses`` (``assert_all_requests_are_fired=True``): each mocked
 operation is named by its OpenAPI operationId, its request body is validated against the
 operation's request schema and its response against the response schema for its status, using
-the REST subset in ``tests/fixtures/github``. Response bodies start from the description's own
-examples, so they look like what GitHub sends.
+the REST subset in ``tests/fixtures/github`` and the three operations extracted beside it.
+Response bodies start from the description's own examples, so they look like what GitHub sends.
 """
 
 from __future__ import annotations
@@ -19,7 +19,23 @@ from typing import Any
 import responses
 from openapi_schema_validator import OAS30Validator
 
-SPEC = json.loads((Path(__file__).parent / "fixtures/github/api.github.com.subset.json").read_text())
+FIXTURES = Path(__file__).parent / "fixtures/github"
+
+
+def _load_spec() -> dict[str, Any]:
+    """The subset, plus the three operations extracted beside it from the same upstream file."""
+    spec = json.loads((FIXTURES / "api.github.com.subset.json").read_text())
+    extra = json.loads((FIXTURES / "api.github.com.extra.json").read_text())
+    for path, ops in extra["paths"].items():
+        spec["paths"].setdefault(path, {}).update(ops)
+    for kind, items in extra["components"].items():
+        for name, node in items.items():
+            # A shared component must be the same text in both, or one file is not what it claims.
+            assert spec["components"].setdefault(kind, {}).setdefault(name, node) == node, f"{kind}/{name} differs"
+    return spec
+
+
+SPEC = _load_spec()
 BASE = "https://api.github.com"
 
 
