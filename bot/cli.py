@@ -183,6 +183,8 @@ def _plan_rows(p: Plan) -> list[dict[str, str]]:
         [_row(c.key, c.write_back, c.previous or "-", c.version, c.key.branch, c.title) for c in p.changes]
         + [_row(x.key, "close", x.branch.version or "-", "-", x.branch.name, x.reason) for x in p.closes]
         + [_row(n.key, "error" if n.error else "note", "-", "-", n.key.branch, n.message) for n in p.notes]
+        # Resolved alerts only make sure an issue is closed; listing them every run would be noise.
+        + [_row(a.key, "alert", "-", "-", "-", a.title) for a in p.alerts if a.raised]
     )
 
 

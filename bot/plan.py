@@ -28,7 +28,7 @@ from bot.manifests.ownership import Owned, apply_owned, get
 from bot.prbody import release_body
 from bot.registry import RegistrySnapshot, Version
 
-Kind = Literal["release", "pin", "capacity", "retrain"]
+Kind = Literal["release", "pin", "capacity", "retrain", "alert"]
 CAPACITY_KEY_MODEL = "karpenter"  # capacity changes are keyed (environment, "karpenter", "capacity")
 TRAILERS = ("Releasebot-Model", "Releasebot-Version", "Releasebot-Run", "Releasebot-Environment")
 
@@ -104,10 +104,28 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Alert:
+    """A drift alert for one (environment, model): raised while the served version drifts,
+    resolved once a check finds no drift. Forges keep one issue per key and update it."""
+
+    key: Key  # (environment, model, "alert")
+    raised: bool
+    title: str
+    body: str
+    fingerprint: str  # of the drift run it reports: a new run that still drifts updates the issue
+    labels: tuple[str, ...] = ()
+
+    @property
+    def marker(self) -> str:
+        return f"<!-- releasebot:alert={self.key.environment}/{self.key.model} -->"
+
+
+@dataclass(frozen=True)
 class Plan:
     changes: tuple[Change, ...]
     closes: tuple[Close, ...]
     notes: tuple[Note, ...]
+    alerts: tuple[Alert, ...] = ()
 
     @property
     def errors(self) -> tuple[Note, ...]:
@@ -301,6 +319,7 @@ def plan(
     changes: list[Change] = []
     closes: list[Close] = []
     notes: list[Note] = []
+    alerts: list[Alert] = []
     for e in cat.environments:
         if env is not None and e.name != env:
             continue
@@ -312,6 +331,7 @@ def plan(
             retrain, held = _plan_retrain(cat, e, m, registry, repo)
             changes += retrain
             notes += held
+            alerts += _plan_alert(e, m, registry, repo)
             closes += x
             notes += n
         carried = any(edit.path.startswith(f"{e.name}/karpenter/") for c in changes for edit in c.edits)
@@ -319,7 +339,7 @@ def plan(
             resize, held = _plan_capacity(cat, e, repo)
             changes += resize
             notes += held
-    return Plan(tuple(sorted(changes, key=lambda c: c.key)), tuple(closes), tuple(notes))
+    return Plan(tuple(sorted(changes, key=lambda c: c.key)), tuple(closes), tuple(notes), tuple(alerts))
 
 
 def registry_wants(cat: Catalog, repo: RepoState) -> dict[str, set[str]]:
@@ -631,3 +651,38 @@ def _plan_retrain(
             labels=("releasebot", "drift", *env.labels),
         )
     ], []
+
+
+def _plan_alert(env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState) -> list[Alert]:
+    """Raise an alert while the served version drifts; resolve it when a check finds none."""
+    if model.drift is None or model.drift.action != "alert":
+        return []
+    isvc_path = isvc.path_of(env.name, model.name)
+    isvc_text, state = repo.main_files.get(isvc_path), registry.models.get(model.registered_model)
+    serving = served(isvc_text, isvc_path).version if isvc_text is not None else None
+    version = state.versions.get(serving) if (state and serving) else None
+    if version is None:
+        return []
+    tags = version.tag
+    status, run_id = tags.get("releasebot.drift.status"), tags.get("releasebot.drift.run_id", "")
+    key = Key(env.name, model.name, "alert")
+    fp = fingerprint(key.branch, status or "", run_id)
+    labels = ("releasebot", "drift", *env.labels)
+    if status == "drift":
+        share, checked = tags.get("releasebot.drift.share", "?"), tags.get("releasebot.drift.checked_at", "?")
+        lines = [
+            f"The drift check found drift on **{model.name}** v{serving} in **{env.name}**: {share} of columns "
+            f"drifted (threshold {model.drift.dataset_drift_share}), checked {checked}.",
+            "",
+            *_drift_table(version.drift or {}, registry.tracking_uri),
+            "",
+            f"The model's drift policy is `alert`: releasebot changes nothing. Retrain, then move "
+            f"`@{env.alias}` to the new version; this issue is updated by every check that still finds drift "
+            "and closed by the first one that does not.",
+        ]
+        title = f"Drift: {model.name} v{serving} in {env.name}"
+        return [Alert(key, True, title, "\n".join([*lines, "", f"<!-- releasebot:fingerprint={fp} -->"]), fp, labels)]
+    if status == "ok":
+        body = f"The drift check on v{serving} in {env.name} found no drift (run `{prbody.clean(run_id)}`)."
+        return [Alert(key, False, f"No drift: {model.name} v{serving} in {env.name}", body, fp, labels)]
+    return []

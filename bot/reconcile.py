@@ -95,6 +95,13 @@ def reconcile(
                     said = forge.note(note.key, note.message)
                     if said:
                         result.done.append(said)
+            for alert in p.alerts:
+                # Issues live on GitHub whatever the environment's write-back mode.
+                forge = forge_for("pull-request") or forge_for("branch")
+                assert forge is not None
+                said = forge.alert(alert)
+                if said:
+                    result.done.append(said)
             for close in p.closes:
                 forge = forge_for(cat.environment(close.key.environment).write_back) or forge_for("branch")
                 assert forge is not None

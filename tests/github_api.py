@@ -106,6 +106,22 @@ def pull_simple(number: int, head: str, title: str, body: str) -> dict:
     return item
 
 
+def issue(number: int, title: str, body: str, state: str = "open", owner: str = "acme", repo: str = "envs") -> dict:
+    item = example("issue")
+    api = f"{BASE}/repos/{owner}/{repo}"
+    item.update(
+        number=number,
+        title=title,
+        body=body,
+        state=state,
+        html_url=f"https://github.com/{owner}/{repo}/issues/{number}",
+        url=f"{api}/issues/{number}",
+        comments_url=f"{api}/issues/{number}/comments",
+    )
+    item.pop("pull_request", None)  # an issue, not a pull request
+    return item
+
+
 class GitHubMock:
     def __init__(self) -> None:
         self.rsps = responses.RequestsMock(assert_all_requests_are_fired=True)

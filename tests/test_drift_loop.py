@@ -110,3 +110,66 @@ def test_drift_unsuspends_retraining_once_and_a_newer_release_suspends_it(
     assert f"Stop retraining fraud in staging: v{v2} is released" in result.out
     world.merge("releasebot/staging/fraud/retrain")
     assert cron(world, "main")["spec"]["suspend"] is True
+
+
+ALERT_POLICY = """    drift:
+      schedule: "0 * * * *"
+      current:
+        uri: /unused/in/this/test.parquet
+      datasetDriftShare: 0.3
+      action: alert
+"""
+
+
+def test_alert_policy_keeps_one_github_issue_and_closes_it_when_drift_ends(
+    mlflow_url: str, tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    from tests.github_api import GitHubMock, example, issue
+
+    monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
+    world = World(mlflow_url, tmp_path, run_cli, extra_model=ALERT_POLICY)
+    world.alias("champion", world.version(0.9))
+    assert world.reconcile().code == 0
+    world.merge("releasebot/staging/fraud/release")
+    repo = {"owner": "acme", "repo": "envs"}
+    query = {"state": "all", "labels": "releasebot", "sort": "created", "direction": "desc"}
+
+    check_drift(world, run_cli, frame(2000, seed=3, shift=0.8), "shifted.parquet")
+    created: list[dict] = []
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        gh.add("issues/list-for-repo", repo, 200, [], query=query)
+        gh.add("issues/create", repo, 201, issue(21, "t", "b"), check_request=lambda h, b: created.append(b))
+        result = world.reconcile()
+        assert result.code == 0, result.err
+    assert "opened drift alert issue #21" in result.out
+    assert created[0]["title"].startswith("Drift: fraud v1 in staging")
+    assert "| column | score | method | threshold |" in created[0]["body"]
+    assert not [r for r in world.refs() if "/retrain" in r or "/alert" in r]  # an alert changes no file
+
+    # The same drift run again: the issue is found and left as it is.
+    opened = issue(21, created[0]["title"], created[0]["body"])
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        gh.add("issues/list-for-repo", repo, 200, [opened], query=query)
+        result = world.reconcile()
+        assert result.code == 0 and "drift alert" not in result.out
+        assert gh.checked == 1
+
+    # The next check finds no drift: the issue is closed with the reason.
+    check_drift(world, run_cli, frame(2000, seed=2), "calm.parquet")
+    closing: list[dict] = []
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        gh.add("issues/list-for-repo", repo, 200, [opened], query=query)
+        gh.add("issues/create-comment", {**repo, "issue_number": 21}, 201, example("issue-comment"))
+        gh.add(
+            "issues/update",
+            {**repo, "issue_number": 21},
+            200,
+            issue(21, "t", "b", state="closed"),
+            check_request=lambda h, b: closing.append(b),
+        )
+        result = world.reconcile()
+        assert result.code == 0, result.err
+    assert "closed drift alert issue #21" in result.out and closing[0]["state"] == "closed"

@@ -173,3 +173,31 @@ def test_a_broken_manifest_on_main_is_named_by_its_path() -> None:
 
     with pytest.raises(YamlError, match=r"^production/fraud-detector/inferenceservice\.yaml:2: invalid YAML"):
         registry_wants(CAT, RepoState({PATH: "spec: {a: 1\n"}))
+
+
+@pytest.mark.parametrize("action", ["alert", "none"])
+def test_drift_policy_alert_raises_and_resolves_none_only_records(action: str) -> None:
+    from dataclasses import replace
+
+    model = CAT.model("fraud-detector")
+    cat = replace(
+        CAT, models=tuple(replace(m, drift=replace(m.drift, action=action)) if m is model else m for m in CAT.models)
+    )
+
+    def drifting(status: str) -> RegistrySnapshot:
+        tags = (("releasebot.drift.status", status), ("releasebot.drift.run_id", f"run-{status}"))
+        state = ModelState("fraud-detector", (("champion", "2"),), {"2": replace(version("2"), tags=tags)})
+        return RegistrySnapshot("http://mlflow", {"fraud-detector": state})
+
+    repo = RepoState({PATH: main_text("2")})
+    raised = plan(cat, drifting("drift"), repo, env="production", model="fraud-detector")
+    resolved = plan(cat, drifting("ok"), repo, env="production", model="fraud-detector")
+    assert raised.changes == resolved.changes == ()  # neither policy touches a file
+    if action == "none":
+        assert raised.alerts == resolved.alerts == ()
+        return
+    [up], [down] = raised.alerts, resolved.alerts
+    assert up.raised and up.key == Key("production", "fraud-detector", "alert")
+    assert up.title == "Drift: fraud-detector v2 in production" and "@champion" in up.body
+    assert not down.raised and "run-ok" in down.body
+    assert up.fingerprint != down.fingerprint and up.marker == "<!-- releasebot:alert=production/fraud-detector -->"

@@ -6,7 +6,7 @@ Review happens however the team reviews branches; merging is a person's ``git me
 
 from __future__ import annotations
 
-from bot.plan import Change, Close, Key
+from bot.plan import Alert, Change, Close, Key
 from bot.repo import EnvRepo
 
 
@@ -23,3 +23,7 @@ class GitForge:
 
     def note(self, key: Key, message: str) -> str | None:
         return None  # a bare branch has nowhere to say it; the CLI prints it
+
+    def alert(self, alert: Alert) -> str | None:
+        # No issue tracker behind a plain remote: say it in the run's output, every run it holds.
+        return f"drift alert (no issue tracker on a plain git remote): {alert.title}" if alert.raised else None

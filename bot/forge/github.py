@@ -8,6 +8,10 @@
   changed (a newer alias move), and do nothing when it did not. Labels go on at creation.
 * ``withdraw``: comment why, close the pull request, delete the branch (by git, like the push).
 * ``note``: say something on the pull request once (a hidden marker keeps it from repeating).
+* ``alert``: one issue per (environment, model), found again by a hidden marker among the issues
+  labelled ``releasebot``: created while drift holds, its body updated when a newer drift run
+  still drifts, reopened only for a new run (a person's close stands for the run they saw), and
+  closed with a comment once a check finds no drift.
 
 Reviewers come from the environments repo's generated CODEOWNERS, so branch protection asks the
 right people without an extra call per pull request. Transient failures (5xx, rate limits) are
@@ -30,7 +34,7 @@ from github.Repository import Repository
 
 from bot import prbody
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
-from bot.plan import Change, Close, Key
+from bot.plan import Alert, Change, Close, Key
 from bot.repo import EnvRepo
 
 API = "https://api.github.com"
@@ -236,6 +240,49 @@ class GitHubForge:
         text = f"{prbody.clean(message)}\n\n{marker}"
         self._call(f"comment on #{pr.number}", lambda: found.create_issue_comment(text))
         return f"commented on pull request #{pr.number}"
+
+    def alert(self, alert: Alert) -> str | None:
+        found = self._call(
+            "look up drift alert issues",
+            lambda: [
+                i
+                for i in self._repo.get_issues(state="all", labels=["releasebot"], sort="created", direction="desc")
+                # Pull requests are issues too; asking PyGithub for .pull_request would cost a request
+                # per issue that lacks it, so tell them apart by their web address.
+                if "/pull/" not in i.html_url and alert.marker in (i.body or "")
+            ],
+        )
+        issue = next((i for i in found if i.state == "open"), found[0] if found else None)
+        body = f"{alert.body}\n\n{alert.marker}"
+        title = prbody.title(alert.title)
+        if not alert.raised:
+            if issue is None or issue.state != "open":
+                return None
+            open_issue = issue
+            self._call(
+                f"comment on #{issue.number}",
+                lambda: open_issue.create_comment(f"Resolved: {prbody.clean(alert.body)}"),
+            )
+            self._call(f"close #{issue.number}", lambda: open_issue.edit(state="closed", state_reason="completed"))
+            return f"closed drift alert issue #{issue.number}: {alert.title}"
+        if issue is None:
+            created = self._call(
+                "open a drift alert issue",
+                lambda: self._repo.create_issue(title=title, body=body, labels=list(alert.labels)),
+            )
+            return f"opened drift alert issue #{created.number} ({created.html_url})"
+        same_run = prbody.fingerprint_in(issue.body) == alert.fingerprint
+        if issue.state != "open":
+            if same_run:
+                return None  # a person closed it having seen this run; a new run reopens it
+            reopened = issue
+            self._call(f"reopen #{issue.number}", lambda: reopened.edit(state="open", title=title, body=body))
+            return f"reopened drift alert issue #{issue.number} ({issue.html_url})"
+        if same_run and issue.title == title:
+            return None
+        current = issue
+        self._call(f"update #{issue.number}", lambda: current.edit(title=title, body=body))
+        return f"updated drift alert issue #{issue.number} ({issue.html_url})"
 
 
 def _error(what: str, exc: GithubException) -> Exception:
