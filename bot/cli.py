@@ -17,19 +17,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot import __version__, capacity, yamlio
+from bot import __version__, capacity
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
+from bot.commands import plan_rows
 from bot.errors import InvalidInput, ReleasebotError
-from bot.forge import Forge
-from bot.forge.git import GitForge
-from bot.forge.github import forge_from_env
-from bot.manifests import inferenceservice
+from bot.forge import forges
 from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, plan_render, write_changes
-from bot.plan import Change, Key, Note, Plan, served
-from bot.plan import rollback as plan_rollback
-from bot.plan import unblock as plan_unblock
-from bot.reconcile import make_plan, observe, reconcile, write_back
+from bot.plan import Change, Note
+from bot.reconcile import make_plan, observe, pin_change, reconcile, write_back
 from bot.registry import Registry
 from bot.repo import EnvRepo, default_workdir, init_repository
 from bot.validate import validate_repo
@@ -150,42 +146,7 @@ def _registry_for(args: argparse.Namespace):
 
 
 def _forge_for(repo: EnvRepo):
-    plain = GitForge(repo)
-    github: list[Forge | None] = []
-
-    def forge(mode: str) -> Forge | None:
-        if mode in ("commit", "branch"):
-            return plain
-        if not github:  # made on first use: it may look up the App installation
-            text = repo.read(CATALOG_FILE) or ""
-            url = yamlio.to_plain(yamlio.load(text, CATALOG_FILE))["repository"]["url"]
-            github.append(forge_from_env(repo, url, repo.branch, dict(os.environ)))
-        return github[0]
-
-    return forge
-
-
-def _row(key: Key, action: str, before: str, after: str, branch: str, detail: str) -> dict[str, str]:
-    return {
-        "environment": key.environment,
-        "model": key.model,
-        "kind": key.kind,
-        "action": action,
-        "from": before,
-        "to": after,
-        "branch": branch,
-        "detail": detail,
-    }
-
-
-def _plan_rows(p: Plan) -> list[dict[str, str]]:
-    return (
-        [_row(c.key, c.write_back, c.previous or "-", c.version, c.key.branch, c.title) for c in p.changes]
-        + [_row(x.key, "close", x.branch.version or "-", "-", x.branch.name, x.reason) for x in p.closes]
-        + [_row(n.key, "error" if n.error else "note", "-", "-", n.key.branch, n.message) for n in p.notes]
-        # Resolved alerts only make sure an issue is closed; listing them every run would be noise.
-        + [_row(a.key, "alert", "-", "-", "-", a.title) for a in p.alerts if a.raised]
-    )
+    return forges(repo, os.environ)
 
 
 def _print_table(rows: list[dict[str, str]], columns: list[str]) -> None:
@@ -214,7 +175,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.capacity:
         return cmd_capacity(args)
     _, p = make_plan(_repo(args), _registry_for(args), args.env, args.model)
-    rows = _plan_rows(p)
+    rows = plan_rows(p)
     if args.output == "json":
         print(json.dumps({"changes": rows, "ok": not p.errors}, indent=2))
     elif rows:
@@ -276,28 +237,12 @@ def _write_one(repo: EnvRepo, change: Change | Note) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     repo = _repo(args)
-    cat, state, registry = observe(repo, _registry_for(args))
-    if args.model not in {m.name for m in cat.models} or args.env not in {e.name for e in cat.environments}:
-        return _fail(f"no model {args.model!r} in environment {args.env!r} in the catalog")
-    path = inferenceservice.path_of(args.env, args.model)
-    if path not in state.main_files:
-        return _fail(f"{path} is not on the main branch; nothing was written")
-    now = served(state.main_files[path], path)
-    target = args.to
-    if target is None:
-        earlier = [r.version for r in repo.history(args.model, args.env) if r.version not in (now.version, "?")]
-        earlier = [v for v in earlier if v not in now.blocked]
-        if not earlier:
-            return _fail(f"no earlier release of {args.model} in {args.env} on record; give --to VERSION")
-        target = earlier[0]
-    version = registry.version(cat.model(args.model).registered_model, target)
-    return _write_one(repo, plan_rollback(cat, args.env, args.model, state, version))
+    return _write_one(repo, pin_change(repo, _registry_for(args), "rollback", args.env, args.model, args.to))
 
 
 def cmd_unblock(args: argparse.Namespace) -> int:
     repo = _repo(args)
-    cat, state, _ = observe(repo, _registry_for(args))
-    return _write_one(repo, plan_unblock(cat, args.env, args.model, state, args.version))
+    return _write_one(repo, pin_change(repo, _registry_for(args), "unblock", args.env, args.model, args.version))
 
 
 def cmd_drift_run(args: argparse.Namespace) -> int:
@@ -330,31 +275,25 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_drift and result["datasetDrift"] else 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import threading
+def serve_config(args: argparse.Namespace) -> dict[str, str]:
+    """Flags over the environment over ``--config``."""
+    from bot.service import load_config
 
+    config = load_config(os.environ, Path(args.config) if args.config else None)
+    flags = {"RELEASEBOT_REPO": args.repo, "RELEASEBOT_WORKDIR": args.workdir, "MLFLOW_TRACKING_URI": args.tracking_uri}
+    if args.resync is not None:
+        flags["RELEASEBOT_RESYNC_SECONDS"] = str(args.resync)
+    config.update({k: v for k, v in flags.items() if v})
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.server import Receiver, Settings, create_app
+    from bot.server import create_app
+    from bot.service import build_receiver
 
-    github_secret = os.environ.get("RELEASEBOT_GITHUB_WEBHOOK_SECRET")
-    mlflow_secret = os.environ.get("RELEASEBOT_MLFLOW_WEBHOOK_SECRET")
-    if not github_secret or not mlflow_secret:
-        # No default secret: an unauthenticated receiver would let anyone trigger work.
-        return _fail("set RELEASEBOT_GITHUB_WEBHOOK_SECRET and RELEASEBOT_MLFLOW_WEBHOOK_SECRET; not starting")
-    repo = _repo(args)
-    lock = threading.Lock()  # the worker and the catalog refresh share one clone
-    with lock:
-        current = [observe(repo, _registry_for(args))[0]]
-
-    def reconcile_model(model: str) -> None:
-        with lock:
-            result = reconcile(repo, _registry_for(args), _forge_for(repo), model=model)
-            current[0] = result.catalog
-        for line in result.done:
-            print(line, flush=True)
-
-    receiver = Receiver(Settings(github_secret, mlflow_secret, args.resync), lambda: current[0], reconcile_model)
+    receiver, _ = build_receiver(serve_config(args))
     uvicorn.run(create_app(receiver), host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -446,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     _loop_options(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs (default 300)")
+    p.add_argument("--resync", type=float, help="seconds between full resyncs (default 300)")
+    p.add_argument("--config", help="a YAML file of RELEASEBOT_* settings; the environment overrides it")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="the release loop end to end on MLflow/SQLite and a local git repo")

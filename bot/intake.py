@@ -24,6 +24,7 @@ from bot.catalog import CATALOG_FILE, Catalog
 from bot.errors import SecurityError
 
 MAX_SKEW_SECONDS = 300
+COMMAND_PREFIX = "/releasebot"
 MLFLOW_EVENTS = frozenset({"model_version_alias.created", "model_version_alias.deleted", "model_version_tag.set"})
 
 
@@ -56,11 +57,34 @@ def verify_mlflow(
 
 
 @dataclass(frozen=True)
+class CheckRequest:
+    """Validate this commit of the environments repo and report it as the ``releasebot/validate``
+    check run. Equal requests coalesce in the work queue."""
+
+    head_sha: str
+    head_branch: str
+    pull_number: int | None = None
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """A ``/releasebot`` comment. The delivery id keeps two identical comments two requests."""
+
+    delivery: str
+    number: int  # the issue or pull request it was said on
+    on_pull_request: bool
+    user: str
+    line: str  # the command line itself, "/releasebot ..."
+    issue_body: str  # a drift alert issue names its (environment, model) in a marker here
+
+
+@dataclass(frozen=True)
 class Routed:
-    """What an event asks for: models to reconcile, and whether the repo needs validating."""
+    """What an event asks for: models to reconcile, commits to validate, commands to answer."""
 
     models: frozenset[str] = frozenset()
-    validate: bool = False
+    checks: tuple[CheckRequest, ...] = ()
+    commands: tuple[CommandRequest, ...] = ()
     note: str = ""
 
 
@@ -81,13 +105,33 @@ def _models_of_paths(cat: Catalog, paths: Iterable[str]) -> set[str]:
     return found
 
 
-def route_github(event: str, payload: dict[str, Any], cat: Catalog) -> Routed:
+def _command_line(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.strip().startswith(COMMAND_PREFIX):
+            return line.strip()
+    return None
+
+
+def route_github(event: str, payload: dict[str, Any], cat: Catalog, delivery: str = "") -> Routed:
     action = payload.get("action")
-    if event in ("pull_request", "pull_request_review"):
+    if event == "pull_request":
+        pr = payload.get("pull_request") or {}
+        head, base = pr.get("head") or {}, (pr.get("base") or {}).get("ref")
+        branch, model = head.get("ref", ""), _model_of_branch(head.get("ref", ""))
+        models = frozenset({model}) if model and action in ("closed", "reopened") else frozenset()
+        checks: tuple[CheckRequest, ...] = ()
+        if (
+            action in ("opened", "synchronize", "reopened", "ready_for_review")
+            and base == cat.branch
+            and head.get("sha")
+        ):
+            checks = (CheckRequest(head["sha"], branch, pr.get("number")),)
+        if not models and not checks:
+            return Routed(note=f"pull_request {action}: nothing to do")
+        return Routed(models, checks, note=f"pull_request {action} on {branch}")
+    if event == "pull_request_review":
         branch = ((payload.get("pull_request") or {}).get("head") or {}).get("ref", "")
         model = _model_of_branch(branch)
-        if event == "pull_request" and action not in ("closed", "reopened"):
-            return Routed(note=f"pull_request {action}: nothing to do")
         return Routed(frozenset({model}) if model else frozenset(), note=f"{event} {action} on {branch}")
     if event == "push":
         if payload.get("ref") != f"refs/heads/{cat.branch}":
@@ -97,7 +141,29 @@ def route_github(event: str, payload: dict[str, Any], cat: Catalog) -> Routed:
         ]
         return Routed(frozenset(_models_of_paths(cat, paths)), note=f"push to {cat.branch}")
     if event == "check_run" and action == "rerequested":
-        return Routed(validate=True, note="check_run rerequested")
+        run = payload.get("check_run") or {}
+        pulls = run.get("pull_requests") or []
+        branch = (run.get("check_suite") or {}).get("head_branch") or ""
+        check = CheckRequest(run.get("head_sha", ""), branch, pulls[0].get("number") if pulls else None)
+        return Routed(checks=(check,) if check.head_sha else (), note="check_run rerequested")
+    if event == "installation" and action == "created":
+        # A fresh installation may have missed everything so far: look at every model.
+        return Routed(frozenset(m.name for m in cat.models), note="installation created")
+    if event == "issue_comment" and action == "created":
+        comment, issue = payload.get("comment") or {}, payload.get("issue") or {}
+        line = _command_line(comment.get("body") or "")
+        user = comment.get("user") or {}
+        if line is None or user.get("type") == "Bot":  # bots, releasebot included, are never obeyed
+            return Routed(note="issue_comment: no command")
+        request = CommandRequest(
+            delivery,
+            int(issue.get("number", 0)),
+            "pull_request" in issue,
+            str(user.get("login", "")),
+            line,
+            issue.get("body") or "",
+        )
+        return Routed(commands=(request,), note=f"command from {request.user} on #{request.number}")
     return Routed(note=f"{event} {action or ''}".strip() + ": nothing to do")
 
 

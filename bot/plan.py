@@ -445,6 +445,46 @@ def unblock(cat: Catalog, env_name: str, model_name: str, repo: RepoState, versi
     )
 
 
+def hold(cat: Catalog, env_name: str, model_name: str, repo: RepoState, resume: bool = False) -> Change | Note:
+    """Pin the version serving now, so alias moves wait (``resume``: clear the pin, keep blocks)."""
+    env, model = cat.environment(env_name), cat.model(model_name)
+    subject = _pin_subject(env_name, model_name, repo)
+    if isinstance(subject, Note):
+        return subject
+    key, path, text, now = subject
+    if resume:
+        if not now.pinned:
+            return Note(key, f"{model.name} in {env.name} is not held; @{env.alias} already drives releases")
+        edit = pin_edit(path, text, None, now.blocked, None)
+        title = f"Resume {model.name} in {env.name}: alias @{env.alias} drives releases again"
+    else:
+        if now.version is None:
+            return Note(key, f"{env.name} serves no release of {model.name} to hold", error=True)
+        if now.pinned:
+            return Note(key, f"{model.name} in {env.name} is already pinned to version {now.pinned}")
+        edit = pin_edit(path, text, now.version, now.blocked, None)
+        title = f"Hold {model.name} in {env.name} at v{now.version}: alias moves wait"
+    assert edit is not None
+    fp = fingerprint(key.branch, "resume" if resume else "hold", edit.new)
+    message = (
+        f"{title}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
+        f"Releasebot-Hold: {'off' if resume else now.version}\n"
+    )
+    body = f"{title}.\n\n<!-- releasebot:fingerprint={fp} -->"
+    return Change(
+        key=key,
+        write_back=env.write_back,
+        edits=(edit,),
+        version=now.version or "-",
+        previous=now.version,
+        commit_message=message,
+        title=title,
+        body=body,
+        fingerprint=fp,
+        labels=("releasebot",),
+    )
+
+
 # --- capacity ----------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from bot.errors import ConflictError, PermanentUpstreamError
 from bot.forge import Forge
 from bot.manifests import cronjobs, karpenter
 from bot.manifests import inferenceservice as isvc
-from bot.plan import Change, Plan, RepoState, plan, registry_wants
+from bot.plan import Change, Key, Note, Plan, RepoState, hold, plan, registry_wants, rollback, served, unblock
 from bot.registry import Registry
 from bot.repo import EnvRepo
 
@@ -111,3 +111,37 @@ def reconcile(
             if attempt == ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def pin_change(
+    repo: EnvRepo,
+    registry_for: Callable[[Catalog], Registry],
+    action: str,
+    env: str,
+    model: str,
+    version: str | None = None,
+) -> Change | Note:
+    """One person-requested change of kind ``pin``: ``rollback`` (to ``version``, or the release
+    before the current one), ``unblock`` (``version``, or all), ``hold`` or ``resume``."""
+    cat, state, registry = observe(repo, registry_for)
+    key_note = Note(Key(env, model, "pin"), f"no model {model!r} in environment {env!r} in the catalog", error=True)
+    if env not in {e.name for e in cat.environments} or model not in {
+        m.name for m in cat.models_in(cat.environment(env))
+    }:
+        return key_note
+    if action in ("hold", "resume"):
+        return hold(cat, env, model, state, resume=action == "resume")
+    if action == "unblock":
+        return unblock(cat, env, model, state, version)
+    path = isvc.path_of(env, model)
+    if path not in state.main_files:
+        return Note(key_note.key, f"{path} is not on the main branch", error=True)
+    now = served(state.main_files[path], path)
+    target = version
+    if target is None:
+        earlier = [r.version for r in repo.history(model, env) if r.version not in (now.version, "?")]
+        earlier = [v for v in earlier if v not in now.blocked]
+        if not earlier:
+            return Note(key_note.key, f"no earlier release of {model} in {env} on record; name the version", error=True)
+        target = earlier[0]
+    return rollback(cat, env, model, state, registry.version(cat.model(model).registered_model, target))

@@ -17,8 +17,11 @@ and the planner then leaves that branch alone. Nothing here decides *what* to wr
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import subprocess
+import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +172,37 @@ class EnvRepo:
                 name, head, found.get("Releasebot-Version"), found.get("Releasebot-Fingerprint"), humans
             )
         return branches
+
+    def export(self, sha: str, branch: str, dest: Path, pull_number: int | None = None) -> None:
+        """Write the tree of commit ``sha`` into ``dest``, fetching it first if need be: from the
+        pull request's ref (which also covers forks) or else from ``branch``."""
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise PermanentUpstreamError(f"{sha!r} is not a commit id")
+        refspecs = [f"+refs/heads/{branch}:refs/remotes/origin/{branch}"] if branch and branch[0] != "-" else []
+        if pull_number is not None:  # a fork's branch is not in this repo; GitHub keeps its head here
+            refspecs.append(f"+refs/pull/{pull_number}/head:refs/releasebot/pull/{pull_number}")
+        for refspec in refspecs:
+            if self._has_commit(sha):
+                break
+            try:
+                self._git("fetch", "--quiet", "origin", refspec)
+            except PermanentUpstreamError:
+                continue
+        if not self._has_commit(sha):
+            raise PermanentUpstreamError(f"commit {sha[:12]} is not in {self.remote} (force-pushed away?)")
+        archive = subprocess.run(
+            ["git", "-C", str(self.workdir), "archive", "--format=tar", sha], capture_output=True, check=True
+        ).stdout
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")  # refuses links and paths that leave dest
+
+    def _has_commit(self, sha: str) -> bool:
+        try:
+            self._git("cat-file", "-e", f"{sha}^{{commit}}")
+        except PermanentUpstreamError:
+            return False
+        return True
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ concerns, and answered 202 at once; the work happens on a :class:`CoalescingQueu
 10-second limit is never at risk and a burst for one model costs one reconcile. A periodic resync
 queues every model, which catches whatever a webhook missed (MLflow delivers best effort).
 
-Not here yet: comment commands, the ``releasebot/validate`` check run, and the bot's own
-deployment files; unknown events are answered 202 and logged, with no work.
+Three kinds of work reach the queue: a model to reconcile (coalescing), a commit to validate for
+the ``releasebot/validate`` check run (coalescing per commit), and a comment command (one per
+delivery). The :class:`Worker` does them; this module only decides what to queue. Unknown events
+are answered 202 and logged, with no work.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -30,6 +33,8 @@ from starlette.routing import Route
 from bot import intake
 from bot.catalog import Catalog
 from bot.errors import SecurityError
+from bot.intake import CheckRequest, CommandRequest
+from bot.metrics import Metrics
 from bot.workqueue import CoalescingQueue
 
 # Metric labels come only from this set: a header is attacker-controlled until the signature checks
@@ -67,37 +72,50 @@ class _Seen:
             return True
 
 
+class Worker(Protocol):
+    def reconcile(self, model: str) -> None: ...
+
+    def validate(self, check: CheckRequest) -> None: ...
+
+    def command(self, request: CommandRequest) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Model:
+    name: str
+
+
 class Receiver:
-    """The app's state: queue, metrics, dedupe. ``reconcile_model`` does the work for one model."""
+    """The app's state: queue, metrics, dedupe. The worker does the work, one item at a time."""
 
     def __init__(
         self,
         settings: Settings,
         catalog: Callable[[], Catalog],
-        reconcile_model: Callable[[str], None],
+        worker: Worker,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings, self.catalog, self.clock = settings, catalog, clock
-        self.registry = CollectorRegistry()
-        self.events = Counter(
-            "releasebot_events", "Webhook deliveries", ["source", "type", "outcome"], registry=self.registry
-        )
-        self.duration = Histogram("releasebot_reconcile_seconds", "Time per model reconcile", registry=self.registry)
-        self.failures = Counter("releasebot_reconcile_failures", "Reconciles that raised", registry=self.registry)
+        self.metrics = metrics or Metrics()
+        self.registry = self.metrics.registry
         self.seen = _Seen()
 
-        def work(model: str) -> None:
-            with self.duration.time():
-                reconcile_model(model)
+        def work(item: Hashable) -> None:
+            if isinstance(item, _Model):
+                with self.metrics.reconcile_seconds.time():
+                    worker.reconcile(item.name)
+            elif isinstance(item, CheckRequest):
+                worker.validate(item)
+            elif isinstance(item, CommandRequest):
+                worker.command(item)
 
-        def failed(model: str, exc: BaseException) -> None:
-            self.failures.inc()
-            log.error("reconcile of %s failed: %s", model, exc)
+        def failed(item: Hashable, exc: BaseException) -> None:
+            self.metrics.reconcile_failures.inc()
+            log.error("%s failed: %s", item, exc)
 
         self.queue = CoalescingQueue(work, failed)
-        Gauge("releasebot_queue_depth", "Models waiting for a reconcile", registry=self.registry).set_function(
-            self.queue.depth
-        )
+        self.metrics.queue_depth_from(self.queue.depth)
         self._stop = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -112,8 +130,13 @@ class Receiver:
 
     def _resync(self) -> None:
         while not self._stop.wait(self.settings.resync_seconds):
-            for model in self.catalog().models:
-                self.queue.put(model.name)
+            try:
+                models = self.catalog().models
+            except Exception as exc:  # the repo may be briefly unreadable; try again next round
+                log.error("resync skipped: %s", exc)
+                continue
+            for model in models:
+                self.queue.put(_Model(model.name))
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -131,20 +154,24 @@ class Receiver:
 
     def _accept(self, source: str, kind: str, delivery: str, payload: object, route: Callable) -> Response:
         if not self.seen.first_time(f"{source}:{delivery}"):
-            self.events.labels(source, kind, "duplicate").inc()
+            self.metrics.events.labels(source, kind, "duplicate").inc()
             return JSONResponse({"queued": [], "note": "duplicate delivery"}, 202)
         routed = route(payload, self.catalog()) if isinstance(payload, dict) else intake.Routed(note="not an object")
         for model in sorted(routed.models):
-            self.queue.put(model)
-        outcome = "queued" if routed.models else "ignored"
-        self.events.labels(source, kind, outcome).inc()
+            self.queue.put(_Model(model))
+        for item in (*routed.checks, *routed.commands):
+            self.queue.put(item)
+        queued = [*sorted(routed.models), *(f"validate {c.head_sha[:12]}" for c in routed.checks)]
+        queued += [f"command on #{c.number}" for c in routed.commands]
+        outcome = "queued" if queued else "ignored"
+        self.metrics.events.labels(source, kind, outcome).inc()
         log.info("%s %s %s: %s", source, kind, delivery, routed.note)
-        return JSONResponse({"queued": sorted(routed.models), "note": routed.note}, 202)
+        return JSONResponse({"queued": queued, "note": routed.note}, 202)
 
     async def github(self, request: Request) -> Response:
         body = await self._body(request)
         if isinstance(body, Response):
-            self.events.labels("github", "unknown", "too-large").inc()
+            self.metrics.events.labels("github", "unknown", "too-large").inc()
             return body
         header = request.headers.get("x-github-event", "")
         kind = header if header in GITHUB_EVENTS else "other"
@@ -152,18 +179,18 @@ class Receiver:
             intake.verify_github(self.settings.github_secret, body, request.headers.get("x-hub-signature-256"))
             payload = json.loads(body)
         except SecurityError as exc:
-            self.events.labels("github", kind, "unauthorized").inc()
+            self.metrics.events.labels("github", kind, "unauthorized").inc()
             return PlainTextResponse(str(exc), 401)
         except ValueError:
-            self.events.labels("github", kind, "malformed").inc()
+            self.metrics.events.labels("github", kind, "malformed").inc()
             return PlainTextResponse("body is not JSON", 400)
         delivery = request.headers.get("x-github-delivery", "")
-        return self._accept("github", kind, delivery, payload, lambda p, c: intake.route_github(header, p, c))
+        return self._accept("github", kind, delivery, payload, lambda p, c: intake.route_github(header, p, c, delivery))
 
     async def mlflow(self, request: Request) -> Response:
         body = await self._body(request)
         if isinstance(body, Response):
-            self.events.labels("mlflow", "unknown", "too-large").inc()
+            self.metrics.events.labels("mlflow", "unknown", "too-large").inc()
             return body
         h = request.headers
         try:
@@ -177,16 +204,16 @@ class Receiver:
             )
             payload = json.loads(body)
         except SecurityError as exc:
-            self.events.labels("mlflow", "unknown", "unauthorized").inc()
+            self.metrics.events.labels("mlflow", "unknown", "unauthorized").inc()
             return PlainTextResponse(str(exc), 401)
         except ValueError:
-            self.events.labels("mlflow", "unknown", "malformed").inc()
+            self.metrics.events.labels("mlflow", "unknown", "malformed").inc()
             return PlainTextResponse("body is not JSON", 400)
         kind = f"{payload.get('entity')}.{payload.get('action')}" if isinstance(payload, dict) else "unknown"
         kind = kind if kind in intake.MLFLOW_EVENTS else "other"
         return self._accept("mlflow", kind, h.get("x-mlflow-delivery-id", ""), payload, intake.route_mlflow)
 
-    async def metrics(self, request: Request) -> Response:
+    async def scrape(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
@@ -213,7 +240,7 @@ def create_app(receiver: Receiver) -> Starlette:
         routes=[
             Route("/webhooks/github", receiver.github, methods=["POST"]),
             Route("/webhooks/mlflow", receiver.mlflow, methods=["POST"]),
-            Route("/metrics", receiver.metrics),
+            Route("/metrics", receiver.scrape),
             Route("/healthz", receiver.healthz),
             Route("/readyz", receiver.readyz),
         ],

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 
 class CoalescingQueue:
-    def __init__(self, handler: Callable[[str], None], on_error: Callable[[str, BaseException], None]) -> None:
+    def __init__(
+        self, handler: Callable[[Hashable], None], on_error: Callable[[Hashable, BaseException], None]
+    ) -> None:
         self._handler = handler
         self._on_error = on_error
-        self._pending: OrderedDict[str, int] = OrderedDict()
+        self._pending: OrderedDict[Hashable, int] = OrderedDict()
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
@@ -28,7 +30,7 @@ class CoalescingQueue:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, key: str) -> None:
+    def put(self, key: Hashable) -> None:
         with self._cond:
             if key in self._pending:
                 self._pending[key] += 1

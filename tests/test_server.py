@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bot.catalog import load_catalog
-from bot.intake import sign_mlflow
+from bot.intake import CheckRequest, CommandRequest, sign_mlflow
 from bot.server import MAX_BODY, Receiver, Settings, create_app
 from tests.conftest import EXAMPLE_CATALOG
 
@@ -22,19 +22,32 @@ GH_SECRET, ML_SECRET = "gh-test-secret", "mlflow-test-secret"
 CAT = load_catalog(EXAMPLE_CATALOG)
 
 
-class Harness:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.calls: list[str] = []
+class RecordingWorker:
+    """Records the work the receiver hands over: a model name, ("validate", sha, pr) or ("command", ...)."""
+
+    def __init__(self) -> None:
+        self.calls: list = []
         self.gate = threading.Event()
         self.gate.set()
+
+    def reconcile(self, model: str) -> None:
+        self.gate.wait(10)
+        self.calls.append(model)
+
+    def validate(self, check: CheckRequest) -> None:
+        self.calls.append(("validate", check.head_sha, check.head_branch, check.pull_number))
+
+    def command(self, request: CommandRequest) -> None:
+        self.calls.append(("command", request.number, request.on_pull_request, request.user, request.line))
+
+
+class Harness:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.worker = RecordingWorker()
+        self.calls, self.gate = self.worker.calls, self.worker.gate
         self.now = now
-
-        def reconcile(model: str) -> None:
-            self.gate.wait(10)
-            self.calls.append(model)
-
         self.receiver = Receiver(
-            Settings(GH_SECRET, ML_SECRET, resync_seconds=3600), lambda: CAT, reconcile, clock=lambda: self.now
+            Settings(GH_SECRET, ML_SECRET, resync_seconds=3600), lambda: CAT, self.worker, clock=lambda: self.now
         )
         self.client = TestClient(create_app(self.receiver))
 
@@ -126,16 +139,55 @@ def test_a_push_to_main_reconciles_the_models_whose_files_changed(h: Harness) ->
     ("event", "name"),
     [
         ("ping", "ping_with-app_id.payload.json"),
-        ("installation", "installation_created.payload.json"),
-        ("issue_comment", "issue_comment_comment.json"),
-        ("check_run", "check_run_rerequested.payload.json"),
-        ("pull_request_review", "pull_request_review_approved.json"),
+        ("pull_request_review", "pull_request_review_approved.json"),  # on a person's branch
+        ("issue_comment", "issue_comment_comment.json"),  # "trigger abc": not a command
     ],
 )
 def test_other_events_are_acknowledged_without_work(h: Harness, event: str, name: str) -> None:
     response = h.github(event, recorded(name))
     assert response.status_code == 202 and response.json()["queued"] == []
     assert h.settle() == []
+
+
+def test_an_approval_on_a_bot_pull_request_reconciles_its_model(h: Harness) -> None:
+    payload = recorded("pull_request_review_approved.json")
+    payload["pull_request"]["head"]["ref"] = "releasebot/staging/credit-risk/release"
+    assert h.github("pull_request_review", payload).json()["queued"] == ["credit-risk"]
+
+
+def test_an_installation_looks_at_every_model(h: Harness) -> None:
+    assert h.github("installation", recorded("installation_created.payload.json")).json()["queued"] == [
+        "credit-risk",
+        "fraud-detector",
+        "review-sentiment",
+    ]
+
+
+@pytest.mark.parametrize("action", ["opened", "synchronize"])
+def test_a_pull_request_to_main_is_validated_at_its_head(h: Harness, action: str) -> None:
+    payload = recorded(f"pull_request_{action}.payload.json")
+    sha = payload["pull_request"]["head"]["sha"]
+    payload["pull_request"]["base"]["ref"] = "main"
+    assert h.github("pull_request", payload).json()["queued"] == [f"validate {sha[:12]}"]
+    assert h.settle() == [("validate", sha, "changes", 2)]
+    payload["pull_request"]["base"]["ref"] = "some-feature"  # not into main: not ours to check
+    assert h.github("pull_request", payload, delivery="d-2").json()["queued"] == []
+
+
+def test_a_rerequested_check_run_validates_that_commit_again(h: Harness) -> None:
+    payload = recorded("check_run_rerequested.payload.json")
+    sha = payload["check_run"]["head_sha"]
+    assert h.github("check_run", payload).json()["queued"] == [f"validate {sha[:12]}"]
+    assert h.settle() == [("validate", sha, "master", None)]
+
+
+def test_a_releasebot_comment_is_a_command_and_bots_are_never_obeyed(h: Harness) -> None:
+    payload = recorded("issue_comment_comment.json")
+    payload["comment"]["body"] = "Looks odd.\n/releasebot rollback 3\n"
+    assert h.github("issue_comment", payload).json()["queued"] == ["command on #2"]
+    assert h.settle() == [("command", 2, True, "lts-def", "/releasebot rollback 3")]
+    payload["comment"]["user"]["type"] = "Bot"
+    assert h.github("issue_comment", payload, delivery="d-2").json()["queued"] == []
 
 
 def test_a_bad_github_signature_is_401_and_queues_nothing(h: Harness) -> None:

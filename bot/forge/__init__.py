@@ -8,9 +8,14 @@ up to date. All must be idempotent: the reconciler may call them again for the s
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from bot.plan import Alert, Change, Close, Key
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
+    from bot.repo import EnvRepo
 
 
 class Forge(Protocol):
@@ -29,3 +34,25 @@ class Forge(Protocol):
     def alert(self, alert: Alert) -> str | None:
         """Raise, update or resolve the one issue of ``alert.key``; None when nothing changed."""
         ...
+
+
+def forges(repo: EnvRepo, env: Mapping[str, str], metrics: Metrics | None = None) -> Callable[[str], Forge | None]:
+    """The forge of each write-back mode: the plain git remote for ``commit`` and ``branch``;
+    GitHub for ``pull-request`` when RELEASEBOT_GITHUB_* configure it (made on first use, since
+    an App looks its installation up, and then kept), else None."""
+    from bot.catalog import CATALOG_FILE, parse_catalog
+    from bot.forge.git import GitForge
+    from bot.forge.github import forge_from_env
+
+    plain = GitForge(repo)
+    github: list[Forge | None] = []
+
+    def forge(mode: str) -> Forge | None:
+        if mode in ("commit", "branch"):
+            return plain
+        if not github:
+            cat = parse_catalog(repo.read(CATALOG_FILE) or "", CATALOG_FILE, repo.workdir)
+            github.append(forge_from_env(repo, cat.repo_url, repo.branch, dict(env), metrics))
+        return github[0]
+
+    return forge

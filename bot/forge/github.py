@@ -13,6 +13,11 @@
   still drifts, reopened only for a new run (a person's close stands for the run they saw), and
   closed with a comment once a check finds no drift.
 
+Beyond the forge verbs, ``releasebot serve`` uses a few GitHub-only calls: a commenter's
+permission, a reply comment, a pull request's head, and the ``releasebot/validate`` check run.
+Every operation is counted in :class:`bot.metrics.Metrics` when one is given, with the rate
+limit GitHub reported on its last answer.
+
 Reviewers come from the environments repo's generated CODEOWNERS, so branch protection asks the
 right people without an extra call per pull request. Transient failures (5xx, rate limits) are
 retried by PyGithub's ``GithubRetry``; what is left becomes a releasebot error with the retry bit.
@@ -29,15 +34,19 @@ from typing import Any
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github.CheckRun import CheckRun
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
 from bot import prbody
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
+from bot.metrics import Metrics
 from bot.plan import Alert, Change, Close, Key
 from bot.repo import EnvRepo
 
 API = "https://api.github.com"
+CHECK_NAME = "releasebot/validate"
+MAX_ANNOTATIONS = 50  # GitHub takes at most 50 annotations per check run request
 REFRESH_BEFORE = timedelta(minutes=5)
 _NOTE_MARKER = "<!-- releasebot:note={} -->"
 
@@ -102,7 +111,9 @@ class TokenSource:
                 raise _error(f"find the GitHub App installation on {full_name}", exc) from exc
 
 
-def forge_from_env(repo: EnvRepo, repo_url: str, base: str, env: dict[str, str]) -> GitHubForge | None:
+def forge_from_env(
+    repo: EnvRepo, repo_url: str, base: str, env: dict[str, str], metrics: Metrics | None = None
+) -> GitHubForge | None:
     """The GitHub forge configured by RELEASEBOT_GITHUB_* variables, or None when there are none."""
     token = env.get("RELEASEBOT_GITHUB_TOKEN")
     app_id = env.get("RELEASEBOT_GITHUB_APP_ID")
@@ -119,7 +130,7 @@ def forge_from_env(repo: EnvRepo, repo_url: str, base: str, env: dict[str, str])
     tokens = TokenSource(token, app_id, key, int(installation) if installation else None, base_url)
     full_name = repo_full_name(repo_url)
     tokens.find_installation(full_name)
-    return GitHubForge(repo, full_name, tokens, base=base, base_url=base_url)
+    return GitHubForge(repo, full_name, tokens, base=base, base_url=base_url, metrics=metrics)
 
 
 class _LiveToken(Auth.Auth):
@@ -152,8 +163,10 @@ class GitHubForge:
         base_url: str = API,
         throttle: bool = True,
         retries: int = 3,
+        metrics: Metrics | None = None,
     ) -> None:
         self.repo = repo
+        self.metrics = metrics
         self.full_name = full_name
         self.tokens = tokens
         self.base = base
@@ -168,17 +181,34 @@ class GitHubForge:
         """Run one GitHub operation; on 401 refresh an App token once and try again."""
         for attempt in (0, 1):
             try:
-                return fn()
+                result = fn()
+                self._count("ok")
+                return result
             except GithubException as exc:
+                self._count("error")
                 if exc.status == 401 and attempt == 0 and self.tokens.is_app:
                     self.tokens.token(force=True)
                     continue
                 raise _error(what, exc) from exc
             except requests.exceptions.RetryError as exc:
+                self._count("error")
                 raise TransientUpstreamError(f"GitHub: {what}: still failing after retries") from exc
             except requests.exceptions.RequestException as exc:
+                self._count("error")
                 raise TransientUpstreamError(f"GitHub: {what}: {type(exc).__name__}") from exc
         raise AssertionError("unreachable")
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.github_calls.labels(outcome).inc()
+        remaining = self.gh.requester.rate_limiting[0]  # from the last answer's headers; -1 before any
+        if remaining >= 0:
+            self.metrics.github_rate_remaining.set(remaining)
+
+    def _counted_pr(self, action: str) -> None:
+        if self.metrics is not None:
+            self.metrics.pull_requests.labels(action).inc()
 
     def _open_pr(self, branch: str) -> PullRequest | None:
         owner = self.full_name.split("/")[0]
@@ -207,6 +237,7 @@ class GitHubForge:
                 if pr is None:
                     raise
             else:
+                self._counted_pr("opened")
                 if change.labels:
                     created = pr
                     self._call(f"label #{pr.number}", lambda: created.add_to_labels(*change.labels))
@@ -215,6 +246,7 @@ class GitHubForge:
             return f"pull request #{pr.number} is up to date"
         found = pr
         self._call(f"update #{pr.number}", lambda: found.edit(title=title, body=body))
+        self._counted_pr("updated")
         return f"updated pull request #{pr.number} ({pr.html_url})"
 
     def withdraw(self, close: Close) -> str:
@@ -224,6 +256,7 @@ class GitHubForge:
             reason = f"Closing: {prbody.clean(close.reason)}."
             self._call(f"comment on #{pr.number}", lambda: found.create_issue_comment(reason))
             self._call(f"close #{pr.number}", lambda: found.edit(state="closed"))
+            self._counted_pr("closed")
         self.repo.delete_branch(close.branch)
         return f"closed pull request #{pr.number} ({close.reason})" if pr else f"deleted {close.branch.name}"
 
@@ -283,6 +316,52 @@ class GitHubForge:
         current = issue
         self._call(f"update #{issue.number}", lambda: current.edit(title=title, body=body))
         return f"updated drift alert issue #{issue.number} ({issue.html_url})"
+
+    # -- GitHub-only calls for the webhook receiver -------------------------------------------
+
+    def permission(self, user: str) -> str:
+        """``admin``, ``write``, ``read`` or ``none``: the user's permission on the repository."""
+        try:
+            return self._call(f"read {user}'s permission", lambda: self._repo.get_collaborator_permission(user))
+        except PermanentUpstreamError as exc:
+            if "GitHub 404" in str(exc):  # not a collaborator at all
+                return "none"
+            raise
+
+    def comment(self, number: int, text: str) -> None:
+        issue = self._repo.get_issue(number)  # lazy: no request for the issue itself
+        self._call(f"comment on #{number}", lambda: issue.create_comment(text))
+
+    def pull_head(self, number: int) -> tuple[str, str, str]:
+        """The head branch, head commit and base branch of pull request ``number``."""
+
+        def read() -> tuple[str, str, str]:
+            pr = self._repo.get_pull(number)  # lazy: the request happens on first attribute
+            return pr.head.ref, pr.head.sha, pr.base.ref
+
+        return self._call(f"read pull request #{number}", read)
+
+    def start_check(self, head_sha: str) -> CheckRun:
+        return self._call(
+            f"start {CHECK_NAME} on {head_sha[:12]}",
+            lambda: self._repo.create_check_run(name=CHECK_NAME, head_sha=head_sha, status="in_progress"),
+        )
+
+    def finish_check(
+        self, run: CheckRun, conclusion: str, title: str, summary: str, annotations: list[dict[str, Any]]
+    ) -> None:
+        """Complete the check run; annotations beyond the first 50 go in further updates, which
+        GitHub appends."""
+        batches = [annotations[i : i + MAX_ANNOTATIONS] for i in range(0, len(annotations), MAX_ANNOTATIONS)] or [[]]
+        for i, batch in enumerate(batches):
+            output = {"title": title, "summary": summary, "annotations": batch}
+            if i == len(batches) - 1:
+                self._call(
+                    f"finish {CHECK_NAME}",
+                    lambda o=output: run.edit(status="completed", conclusion=conclusion, output=o),
+                )
+            else:
+                self._call(f"annotate {CHECK_NAME}", lambda o=output: run.edit(output=o))
 
 
 def _error(what: str, exc: GithubException) -> Exception:
