@@ -128,15 +128,17 @@ def status_rows(cat: Catalog, state: RepoState, snapshot: RegistrySnapshot, subj
             alias = registered.alias(env.alias) if registered else None
             version = registered.versions.get(now.version) if (registered and now and now.version) else None
             branch = state.branches.get(Key(env.name, model.name, "release").branch)
+            serving = now.version if now else None
+            proposed = branch.version if branch and branch.version != serving else None  # merged: not news
             rows.append(
                 {
                     "environment": env.name,
                     "model": model.name,
-                    "serving": (now.version if now else None) or "-",
-                    "alias": f"@{env.alias} → {alias or 'unset'}",
+                    "serving": serving or "-",
+                    "alias": f"{env.alias} → {alias or 'unset'}",  # no "@": that would mention a user
                     "held": (now.pinned if now else None) or "-",
                     "blocked": ",".join(sorted(now.blocked)) if now and now.blocked else "-",
-                    "proposed": (branch.version if branch else None) or "-",
+                    "proposed": proposed or "-",
                     "drift": version.tag.get("releasebot.drift.status", "-") if version else "-",
                 }
             )

@@ -16,13 +16,14 @@ and the planner then leaves that branch alone. Nothing here decides *what* to wr
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
 import re
 import subprocess
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,11 +94,28 @@ def default_workdir(remote: str) -> Path:
 
 
 class EnvRepo:
-    def __init__(self, remote: str, workdir: Path, branch: str = "main") -> None:
+    """``token``, when given, is asked for a fresh token before each fetch or push over HTTPS
+    (a GitHub App's installation token): it goes to git as an HTTP header through the
+    environment, never on a command line, so it cannot show up in an error message."""
+
+    def __init__(
+        self, remote: str, workdir: Path, branch: str = "main", token: Callable[[], str] | None = None
+    ) -> None:
         self.remote = remote
         self.workdir = workdir
         self.branch = branch
+        self.token = token
         self._repo: git.Repo | None = None
+
+    def auth_env(self) -> dict[str, str]:
+        if self.token is None or not self.remote.startswith("https://"):
+            return {}
+        basic = base64.b64encode(f"x-access-token:{self.token()}".encode()).decode()
+        return {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+        }
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -109,6 +127,8 @@ class EnvRepo:
         return self._repo
 
     def _git(self, *args: str, env: dict[str, str] | None = None) -> str:
+        if args[0] in ("fetch", "push"):
+            env = {**(env or {}), **self.auth_env()}
         try:
             if env:
                 with self.repo.git.custom_environment(**env):
@@ -130,7 +150,7 @@ class EnvRepo:
                 self._repo.remotes.origin.set_url(self.remote)
             else:
                 self.workdir.parent.mkdir(parents=True, exist_ok=True)
-                self._repo = git.Repo.clone_from(self.remote, self.workdir, no_checkout=True)
+                self._repo = git.Repo.clone_from(self.remote, self.workdir, no_checkout=True, env=self.auth_env())
         except git.GitCommandError as exc:
             raise TransientUpstreamError(
                 f"cannot reach the environments repo {self.remote}: {(exc.stderr or '').strip()}"

@@ -24,7 +24,7 @@ from bot import checks, commands, yamlio
 from bot.catalog import Catalog
 from bot.errors import ConfigError, InvalidInput, Problem, ReleasebotError
 from bot.forge import forges
-from bot.forge.github import CHECK_NAME, GitHubForge
+from bot.forge.github import CHECK_NAME, GitHubForge, forge_from_env
 from bot.intake import CheckRequest, CommandRequest
 from bot.metrics import Metrics
 from bot.plan import Note, registry_wants
@@ -85,7 +85,13 @@ class Service:
         self.repo = EnvRepo(remote, workdir)
         self.metrics = metrics
         self.tracking_uri = tracking_uri or config.get("MLFLOW_TRACKING_URI")
-        self.forge_for = forges(self.repo, config, metrics)
+        github = None
+        if remote.startswith("https://") and "github" in remote:
+            # A GitHub remote: the App's (or the token's) credentials also fetch and push.
+            github = forge_from_env(self.repo, remote, self.repo.branch, dict(config), metrics)
+            if github is not None:
+                self.repo.token = github.tokens.token
+        self.forge_for = forges(self.repo, config, metrics, github)
         self.lock = threading.Lock()
         self.done: list[str] = []  # what the work did, newest last (also logged)
         with self.lock:

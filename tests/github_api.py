@@ -40,9 +40,18 @@ BASE = "https://api.github.com"
 
 
 def _strip_discriminator(node: Any) -> Any:
-    # The subset puts discriminator beside inline oneOf without a mapping; validators misread it.
+    """Adapt two spots where OAS30Validator reads GitHub's description differently from GitHub.
+
+    * ``discriminator`` sits beside inline ``oneOf`` without a mapping; the validator misreads it.
+    * ``nullable`` beside an ``enum`` without null (a check run's ``conclusion``): GitHub sends
+      null, and OpenAPI 3.0.3 says nullable adds null to the allowed values; the validator
+      refuses it. The copy handed to the validator lists null in such enums.
+    """
     if isinstance(node, dict):
-        return {k: _strip_discriminator(v) for k, v in node.items() if k != "discriminator"}
+        out = {k: _strip_discriminator(v) for k, v in node.items() if k != "discriminator"}
+        if out.get("nullable") is True and isinstance(out.get("enum"), list) and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+        return out
     if isinstance(node, list):
         return [_strip_discriminator(v) for v in node]
     return node
@@ -120,6 +129,30 @@ def issue(number: int, title: str, body: str, state: str = "open", owner: str = 
     )
     item.pop("pull_request", None)  # an issue, not a pull request
     return item
+
+
+def permission(login: str, level: str) -> dict:
+    """A collaborator-permission answer. The upstream example lacks user.role_name, which its
+    schema requires; GitHub sends it."""
+    answer = example("repository-collaborator-permission-response-if-user-has-admin-permissions")
+    role = {"admin": "admin", "write": "write", "read": "read", "none": "read"}[level]
+    answer.update(permission=level, role_name=role)
+    answer["user"].update(login=login, role_name=role)
+    return answer
+
+
+def check_run(run_id: int, head_sha: str, status: str = "in_progress", conclusion: str | None = None) -> dict:
+    run = example("check-run")
+    run.update(
+        id=run_id,
+        head_sha=head_sha,
+        name="releasebot/validate",
+        status=status,
+        url=f"{BASE}/repos/acme/envs/check-runs/{run_id}",
+        html_url=f"https://github.com/acme/envs/runs/{run_id}",
+    )
+    run["conclusion"] = conclusion  # null while in progress, as GitHub sends it
+    return run
 
 
 class GitHubMock:

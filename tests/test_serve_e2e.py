@@ -9,10 +9,8 @@ from pathlib import Path
 import uvicorn
 from cryptography.fernet import Fernet
 
-from bot.cli import _forge_for
-from bot.registry import Registry
-from bot.repo import EnvRepo
-from bot.server import Receiver, Settings, create_app
+from bot.server import create_app
+from bot.service import build_receiver
 from tests.github_api import GitHubMock, example, pull_request
 from tests.mlflow_server import free_port, mlflow_server
 from tests.test_release_loop import World
@@ -20,8 +18,7 @@ from tests.test_release_loop import World
 ML_SECRET = "mlflow-e2e-secret"
 
 
-def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, run_cli, monkeypatch) -> None:
-    monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
+def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, run_cli) -> None:
     webhook_env = {
         # Loopback delivery must be allowed explicitly; one Fernet key for every worker.
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
@@ -32,22 +29,17 @@ def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, 
     (tmp_path / "mlflow").mkdir()
     with mlflow_server(tmp_path / "mlflow", webhook_env) as url:
         world = World(url, tmp_path, run_cli, staging_mode="pull-request")
-        repo = EnvRepo(str(world.remote), tmp_path / "served")
-        repo.sync()
-        from bot.reconcile import observe, reconcile
-
-        def registry_for(cat):
-            return Registry(url, cat.storage_uri_map)
-
-        catalog = [observe(repo, registry_for)[0]]
-        done: list[str] = []
-
-        def reconcile_model(model: str) -> None:
-            result = reconcile(repo, registry_for, _forge_for(repo), model=model)
-            catalog[0] = result.catalog
-            done.extend(result.done)
-
-        receiver = Receiver(Settings("gh-secret", ML_SECRET, resync_seconds=3600), lambda: catalog[0], reconcile_model)
+        config = {
+            "RELEASEBOT_REPO": str(world.remote),
+            "RELEASEBOT_WORKDIR": str(tmp_path / "served"),
+            "MLFLOW_TRACKING_URI": url,
+            "RELEASEBOT_GITHUB_WEBHOOK_SECRET": "gh-secret",
+            "RELEASEBOT_MLFLOW_WEBHOOK_SECRET": ML_SECRET,
+            "RELEASEBOT_GITHUB_TOKEN": "ghs_test",
+            "RELEASEBOT_RESYNC_SECONDS": "3600",
+        }
+        receiver, service = build_receiver(config)
+        done = service.done
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(receiver), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)

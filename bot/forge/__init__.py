@@ -36,16 +36,19 @@ class Forge(Protocol):
         ...
 
 
-def forges(repo: EnvRepo, env: Mapping[str, str], metrics: Metrics | None = None) -> Callable[[str], Forge | None]:
+def forges(
+    repo: EnvRepo, env: Mapping[str, str], metrics: Metrics | None = None, github_forge: Forge | None = None
+) -> Callable[[str], Forge | None]:
     """The forge of each write-back mode: the plain git remote for ``commit`` and ``branch``;
-    GitHub for ``pull-request`` when RELEASEBOT_GITHUB_* configure it (made on first use, since
-    an App looks its installation up, and then kept), else None."""
+    GitHub for ``pull-request`` when RELEASEBOT_GITHUB_* configure it (``github_forge`` when
+    already made; else made on first use, since an App looks its installation up, and then
+    kept), else None."""
     from bot.catalog import CATALOG_FILE, parse_catalog
     from bot.forge.git import GitForge
     from bot.forge.github import forge_from_env
 
     plain = GitForge(repo)
-    github: list[Forge | None] = []
+    github: list[Forge | None] = [github_forge] if github_forge is not None else []
 
     def forge(mode: str) -> Forge | None:
         if mode in ("commit", "branch"):
