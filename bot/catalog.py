@@ -29,6 +29,7 @@ CATALOG_FILE = "releasebot.yaml"
 # Top-level folders of an environments repo that an environment may not be named after.
 RESERVED_DIRS = frozenset({"argocd", "releasebot", "github", "docs"})
 DEFAULT_BOT_IMAGE = f"ghcr.io/releasebot/releasebot:{__version__}"
+DEFAULT_BOT_NAMESPACE = "releasebot"
 DEFAULT_CURL_IMAGE = "curlimages/curl:8.11.1"
 
 
@@ -197,6 +198,10 @@ class Catalog:
     argocd_project: str
     bot_image: str
     bot_package: str
+    bot_namespace: str
+    bot_secret: str
+    bot_replicas: int
+    bot_service_monitor: bool
     pipelines_endpoint: str | None
     pipelines_image: str
     blueprints: Path | None
@@ -380,6 +385,10 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         argocd_project=raw.get("argocd", {}).get("project", "releasebot"),
         bot_image=raw.get("bot", {}).get("image", DEFAULT_BOT_IMAGE),
         bot_package=raw.get("bot", {}).get("package", f"releasebot=={__version__}"),
+        bot_namespace=raw.get("bot", {}).get("namespace", DEFAULT_BOT_NAMESPACE),
+        bot_secret=raw.get("bot", {}).get("secretName", "releasebot"),
+        bot_replicas=raw.get("bot", {}).get("replicas", 1),
+        bot_service_monitor=raw.get("bot", {}).get("serviceMonitor", True),
         pipelines_endpoint=raw.get("pipelines", {}).get("endpoint"),
         pipelines_image=raw.get("pipelines", {}).get("image", DEFAULT_CURL_IMAGE),
         blueprints=(root / raw["blueprints"]) if "blueprints" in raw else None,
@@ -415,6 +424,12 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
                 "duplicate",
             )
         placements.setdefault(key, env["name"])
+        if env["namespace"] == raw.get("bot", {}).get("namespace", DEFAULT_BOT_NAMESPACE):
+            add(
+                ("environments", i, "namespace"),
+                f"namespace {env['namespace']!r} is releasebot's own (bot.namespace); give models their own",
+                "duplicate",
+            )
     raw_mode = raw["cluster"].get("kserveDeploymentMode", "Serverless")
     if raw_mode == "RawDeployment":
         for i, env in enumerate(raw["environments"]):

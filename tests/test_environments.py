@@ -43,4 +43,5 @@ def test_example_has_three_models_and_three_environments() -> None:
         "dev",
         "staging",
         "production",
+        "releasebot",  # the bot's own deployment, synced by argocd/releasebot-application.yaml
     }

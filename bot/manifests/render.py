@@ -20,7 +20,7 @@ from typing import Any, Literal
 from bot import capacity, yamlio
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, Environment
-from bot.manifests import argocd, cronjobs, inferenceservice, karpenter
+from bot.manifests import argocd, cronjobs, inferenceservice, karpenter, selfdeploy
 from bot.manifests.ownership import Owned, Sel, apply_owned
 from bot.resources import schemas_dir
 
@@ -135,6 +135,7 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
             "argocd/applicationset.yaml", "yaml", argocd.applicationset(cat, bp), argocd.APPLICATIONSET_CATALOG_OWNED
         ),
     ]
+    out += [Target(path, "yaml", doc, owned) for path, doc, owned in selfdeploy.files(cat, bp)]
     pool_owned = karpenter.NODEPOOL_CATALOG_OWNED + karpenter.CAPACITY_OWNED
     for env in cat.environments:
         out.append(
@@ -227,6 +228,7 @@ GENERATED_NAMES = frozenset(
         "nodepool.yaml",
         "nodepool-gpu.yaml",
         "ec2nodeclass.yaml",
+        "servicemonitor.yaml",  # releasebot/'s only optional file
     }
 )
 
@@ -249,7 +251,7 @@ def orphans(cat: Catalog, expected: set[str], listing: Iterable[str]) -> list[st
             continue
         if blueprints and path.startswith(blueprints):
             continue
-        if len(parts) == 3:
+        if len(parts) == 3 or (len(parts) == 2 and parts[0] == selfdeploy.FOLDER):
             found.append(path)
     return sorted(found)
 

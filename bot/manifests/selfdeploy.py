@@ -1,0 +1,71 @@
+"""releasebot's own deployment: ``releasebot/`` (ServiceAccount, Deployment, Service, and a
+ServiceMonitor unless ``bot.serviceMonitor: false``) and the Argo CD project and Application that
+sync it, so the bot is deployed by Argo CD like the models it releases.
+
+The catalog owns where and what runs (namespace, image, replicas, repository, tracking URI, the
+Secret's name); probes, resources and security settings are the blueprint's starting point and
+people's to tune afterwards. The Secret itself is never generated: credentials stay out of Git.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.blueprints import BlueprintSet
+from bot.catalog import Catalog
+from bot.manifests.ownership import Owned, Sel
+
+FOLDER = "releasebot"
+_CONTAINER = ("spec", "template", "spec", "containers", Sel("name", "releasebot"))
+_PLACED = [Owned(("metadata", "name")), Owned(("metadata", "namespace"))]
+DEPLOYMENT_OWNED = [
+    *_PLACED,
+    Owned(("spec", "replicas")),
+    Owned((*_CONTAINER, "image")),
+    Owned((*_CONTAINER, "env", Sel("name", "RELEASEBOT_REPO"), "value")),
+    Owned((*_CONTAINER, "env", Sel("name", "MLFLOW_TRACKING_URI"), "value")),
+    Owned((*_CONTAINER, "envFrom")),
+    Owned(("spec", "template", "spec", "volumes", Sel("name", "github-app"), "secret", "secretName")),
+]
+PROJECT_OWNED = [*_PLACED, Owned(("spec", "sourceRepos")), Owned(("spec", "destinations"))]
+APPLICATION_OWNED = [
+    *_PLACED,
+    Owned(("spec", "project")),
+    Owned(("spec", "source", "repoURL")),
+    Owned(("spec", "source", "targetRevision")),
+    Owned(("spec", "destination")),
+]
+
+
+def _values(cat: Catalog) -> dict[str, Any]:
+    return {
+        "bot.image": cat.bot_image,
+        "bot.namespace": cat.bot_namespace,
+        "bot.secret": cat.bot_secret,
+        "bot.replicas": cat.bot_replicas,
+        "repository.url": cat.repo_url,
+        "repository.branch": cat.branch,
+        "registry.trackingUri": cat.tracking_uri,
+        "argocd.project": cat.argocd_project,
+        "argocd.namespace": cat.argocd_namespace,
+        "cluster.server": cat.cluster_server,
+    }
+
+
+def files(cat: Catalog, bp: BlueprintSet) -> list[tuple[str, Any, list[Owned]]]:
+    """(path, desired document, catalog-owned fields) for each file of the bot's deployment."""
+    values = _values(cat)
+    out = [
+        ("argocd/releasebot-appproject.yaml", bp.render("argocd/releasebot-appproject.yaml", values), PROJECT_OWNED),
+        (
+            "argocd/releasebot-application.yaml",
+            bp.render("argocd/releasebot-application.yaml", values),
+            APPLICATION_OWNED,
+        ),
+        (f"{FOLDER}/serviceaccount.yaml", bp.render("releasebot/serviceaccount.yaml", values), _PLACED),
+        (f"{FOLDER}/deployment.yaml", bp.render("releasebot/deployment.yaml", values), DEPLOYMENT_OWNED),
+        (f"{FOLDER}/service.yaml", bp.render("releasebot/service.yaml", values), _PLACED),
+    ]
+    if cat.bot_service_monitor:
+        out.append((f"{FOLDER}/servicemonitor.yaml", bp.render("releasebot/servicemonitor.yaml", values), _PLACED))
+    return out

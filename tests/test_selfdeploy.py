@@ -1,0 +1,90 @@
+"""releasebot deploys itself from the environments repo: hardened Deployment, its own Argo CD
+project, a ServiceMonitor; every file validates, and the catalog controls where it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot import yamlio
+from bot.catalog import parse_catalog
+from bot.validate import check_manifest
+from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_DIR
+from tests.test_catalog import line_of, refuse
+
+
+def doc(path: str) -> dict:
+    return yamlio.to_plain(yamlio.load((EXAMPLE_DIR / path).read_text(), path))
+
+
+def test_the_bot_deployment_is_hardened_and_reads_its_secret() -> None:
+    d = doc("releasebot/deployment.yaml")
+    pod = d["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert d["metadata"]["namespace"] == "releasebot" and c["image"] == "ghcr.io/releasebot/releasebot:0.1.0"
+    assert c["args"][0] == "serve" and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False and c["securityContext"]["capabilities"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert {p: c[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {
+        "startupProbe": "/readyz",
+        "readinessProbe": "/readyz",
+        "livenessProbe": "/healthz",
+    }
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert c["envFrom"] == [{"secretRef": {"name": "releasebot"}}]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["RELEASEBOT_REPO"] == "https://github.com/acme/ml-environments.git"
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc.cluster.local:5000"
+    assert not any("SECRET" in name or "TOKEN" in name for name in env)  # secrets only from the Secret
+
+
+def test_the_bot_has_its_own_least_privilege_argo_cd_project() -> None:
+    project, app = doc("argocd/releasebot-appproject.yaml"), doc("argocd/releasebot-application.yaml")
+    assert project["spec"]["destinations"] == [{"server": "https://kubernetes.default.svc", "namespace": "releasebot"}]
+    assert project["spec"]["clusterResourceWhitelist"] == []
+    kinds = {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
+    assert kinds == {
+        ("", "ServiceAccount"),
+        ("", "Service"),
+        ("apps", "Deployment"),
+        ("monitoring.coreos.com", "ServiceMonitor"),
+    }
+    assert app["spec"]["project"] == project["metadata"]["name"] == "releasebot-bot"
+    assert app["spec"]["source"]["path"] == "releasebot" and app["spec"]["syncPolicy"]["automated"]["prune"] is True
+    models = doc("argocd/appproject.yaml")  # the models' project is untouched: no Deployments there
+    assert ("apps", "Deployment") not in {(k["group"], k["kind"]) for k in models["spec"]["namespaceResourceWhitelist"]}
+
+
+def test_service_monitor_scrapes_metrics_and_its_schema_is_labelled_local() -> None:
+    monitor = doc("releasebot/servicemonitor.yaml")
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    monitor["spec"]["endpoints"][0]["interval"] = "often"
+    monitor["spec"]["endpoints"][0]["portt"] = "http"
+    problems = check_manifest("releasebot/servicemonitor.yaml", monitor)
+    assert {p.rule for p in problems} == {"local-schema"}
+    assert {p.path for p in problems} == {"$.spec.endpoints[0].interval", "$.spec.endpoints[0].portt"}
+
+
+def test_service_monitor_can_be_turned_off_and_the_namespace_is_checked() -> None:
+    text = EXAMPLE_CATALOG.read_text()
+    off = text.replace("  image: ghcr.io/releasebot/releasebot:0.1.0\n", "  image: x:1\n  serviceMonitor: false\n")
+    cat = parse_catalog(off, "releasebot.yaml", EXAMPLE_CATALOG.parent)
+    assert cat.bot_service_monitor is False
+    clash = text.replace("  image: ghcr.io/releasebot/releasebot:0.1.0\n", "  namespace: models-dev\n")
+    message = refuse(clash)
+    assert f"releasebot.yaml:{line_of(clash, 'namespace: models-dev', 2)}: $.environments[0].namespace" in message
+    assert "is releasebot's own (bot.namespace)" in message
+
+
+def test_without_a_service_monitor_render_reports_the_old_one_as_an_orphan(tmp_path: Path, run_cli) -> None:
+    repo = tmp_path / "envs"
+    text = EXAMPLE_CATALOG.read_text().replace(
+        "  image: ghcr.io/releasebot/releasebot:0.1.0\n",
+        "  image: ghcr.io/releasebot/releasebot:0.1.0\n  serviceMonitor: false\n",
+    )
+    assert run_cli("init", repo, "--catalog", EXAMPLE_CATALOG).code == 0
+    (repo / "releasebot.yaml").write_text(text)
+    result = run_cli("render", repo, "--check")
+    assert "releasebot/servicemonitor.yaml" in result.out + result.err
+    assert run_cli("render", repo, "--prune").code == 0
+    assert not (repo / "releasebot/servicemonitor.yaml").exists()
+    assert run_cli("validate", repo).code == 0
