@@ -287,14 +287,21 @@ def serve_config(args: argparse.Namespace) -> dict[str, str]:
     return config
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def build_server(args: argparse.Namespace):  # -> (uvicorn.Server, Service); imported lazily
+    """What ``releasebot serve`` runs: the uvicorn server and the worker behind it."""
     import uvicorn
 
     from bot.server import create_app
     from bot.service import build_receiver
 
-    receiver, _ = build_receiver(serve_config(args))
-    uvicorn.run(create_app(receiver), host=args.host, port=args.port, log_level="info")
+    receiver, service = build_receiver(serve_config(args))
+    config = uvicorn.Config(create_app(receiver), host=args.host, port=args.port, log_level="info")
+    return uvicorn.Server(config), service
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    server, _ = build_server(args)
+    server.run()
     return 0
 
 

@@ -206,6 +206,12 @@ class GitHubMock:
             if body is not None and "application/json" in content:
                 validate(content["application/json"]["schema"], body, f"the {status} response of {operation}")
             self.checked += 1
-            return status, {"Content-Type": "application/json"}, json.dumps(body) if body is not None else ""
+            # GitHub reports the rate limit on every answer; releasebot exports the remaining count.
+            headers = {
+                "Content-Type": "application/json",
+                "X-RateLimit-Limit": "5000",
+                "X-RateLimit-Remaining": str(5000 - self.checked),
+            }
+            return status, headers, json.dumps(body) if body is not None else ""
 
         self.rsps.add_callback(method, url, callback=callback)

@@ -6,11 +6,10 @@ import threading
 import time
 from pathlib import Path
 
-import uvicorn
+import requests
 from cryptography.fernet import Fernet
 
-from bot.server import create_app
-from bot.service import build_receiver
+from bot.cli import build_parser, build_server
 from tests.github_api import GitHubMock, example, pull_request
 from tests.mlflow_server import free_port, mlflow_server
 from tests.test_release_loop import World
@@ -18,7 +17,7 @@ from tests.test_release_loop import World
 ML_SECRET = "mlflow-e2e-secret"
 
 
-def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, run_cli) -> None:
+def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, run_cli, monkeypatch) -> None:
     webhook_env = {
         # Loopback delivery must be allowed explicitly; one Fernet key for every worker.
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
@@ -29,19 +28,18 @@ def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, 
     (tmp_path / "mlflow").mkdir()
     with mlflow_server(tmp_path / "mlflow", webhook_env) as url:
         world = World(url, tmp_path, run_cli, staging_mode="pull-request")
-        config = {
-            "RELEASEBOT_REPO": str(world.remote),
-            "RELEASEBOT_WORKDIR": str(tmp_path / "served"),
-            "MLFLOW_TRACKING_URI": url,
-            "RELEASEBOT_GITHUB_WEBHOOK_SECRET": "gh-secret",
-            "RELEASEBOT_MLFLOW_WEBHOOK_SECRET": ML_SECRET,
-            "RELEASEBOT_GITHUB_TOKEN": "ghs_test",
-            "RELEASEBOT_RESYNC_SECONDS": "3600",
-        }
-        receiver, service = build_receiver(config)
-        done = service.done
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(receiver), host="127.0.0.1", port=port, log_level="warning"))
+        args = build_parser().parse_args(
+            [
+                *("serve", "--repo", str(world.remote), "--workdir", str(tmp_path / "served"), "--tracking-uri", url),
+                *("--host", "127.0.0.1", "--port", str(port), "--resync", "3600"),
+            ]
+        )
+        monkeypatch.setenv("RELEASEBOT_GITHUB_WEBHOOK_SECRET", "gh-secret")  # as an operator would
+        monkeypatch.setenv("RELEASEBOT_MLFLOW_WEBHOOK_SECRET", ML_SECRET)
+        monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
+        server, service = build_server(args)  # exactly what `releasebot serve` runs
+        done = service.done
         thread = threading.Thread(target=server.run, daemon=True)
         with GitHubMock() as gh:
             gh.passthru(url)
@@ -75,6 +73,7 @@ def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, 
                 deadline = time.monotonic() + 60
                 while not done and time.monotonic() < deadline:
                     time.sleep(0.1)
+                scraped = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
             finally:
                 server.should_exit = True
                 thread.join(20)
@@ -83,3 +82,11 @@ def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, 
         assert f"releasebot.dev/version: '{version}'" in world.show(
             f"refs/heads/{branch}", "staging/fraud/inferenceservice.yaml"
         )
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines() if line[:1] != "#"
+    }
+    assert metrics['releasebot_events_total{outcome="queued",source="mlflow",type="model_version_alias.created"}'] == 1
+    assert metrics['releasebot_github_calls_total{outcome="ok"}'] == 3
+    assert metrics['releasebot_pull_requests_total{action="opened"}'] == 1
+    assert metrics["releasebot_github_rate_limit_remaining"] == 4997  # from the last answer's header
+    assert metrics["releasebot_reconcile_seconds_count"] >= 1
