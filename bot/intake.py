@@ -1,7 +1,9 @@
-"""Webhook intake: is a delivery genuine, and which models should be looked at again? Pure.
+"""Webhook intake: is a delivery genuine, and what does it ask for? Pure.
 
-An event never says *what to do*: it only names models for the reconciler to look at again, so
-duplicates, reordering and missed deliveries change nothing (the periodic resync catches those).
+An event never says *what to do* to the environments: it only names models for the reconciler to
+look at again, so duplicates, reordering and missed deliveries change nothing (the periodic
+resync catches those). Two GitHub events ask for more: a pull request head to validate (the
+``releasebot/validate`` check run) and a ``/releasebot`` comment to answer.
 
 * GitHub: ``X-Hub-Signature-256`` is ``sha256=`` + hex HMAC-SHA256 of the raw body.
 * MLflow: ``X-MLflow-Signature`` is ``v1,`` + base64 HMAC-SHA256 of

@@ -15,6 +15,7 @@ It does not decide what to change: that is :mod:`bot.plan` through :mod:`bot.rec
 from __future__ import annotations
 
 import logging
+import subprocess
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -132,7 +133,7 @@ class Service:
             try:
                 with self.lock:
                     self.repo.export(check.head_sha, check.head_branch, tree, check.pull_number)
-            except ReleasebotError as exc:
+            except (ReleasebotError, subprocess.CalledProcessError) as exc:
                 github.finish_check(run, "neutral", "Commit not available", f"Not validated: {exc}", [])
                 self.metrics.checks.labels("neutral").inc()
                 return

@@ -198,6 +198,12 @@ def test_a_bad_github_signature_is_401_and_queues_nothing(h: Harness) -> None:
     assert h.settle() == [] and h.receiver.queue.depth() == 0
 
 
+@pytest.mark.parametrize(("body", "status"), [(b"{not json", 400), (b"[" * (MAX_BODY + 1), 413)])
+def test_malformed_or_oversized_github_bodies_get_4xx_and_queue_nothing(h: Harness, body: bytes, status: int) -> None:
+    assert h.github("pull_request", body).status_code == status  # signed correctly, still refused
+    assert h.settle() == [] and h.receiver.queue.depth() == 0
+
+
 def test_a_duplicated_delivery_is_worked_once(h: Harness) -> None:
     first = h.github("pull_request", merged_pr(), delivery="same")
     h.settle()
