@@ -73,14 +73,19 @@ def subject_of_issue(body: str) -> Subject | None:
     return Subject(match.group(1), match.group(2)) if match else None
 
 
+def _login(user: str) -> str:
+    return re.sub(r"[^A-Za-z0-9\-\[\]]", "", user)  # a GitHub login; anything else is dropped
+
+
 def refusal(user: str, permission: str, repo: str) -> str:
-    return f"@{user} releasebot commands need write permission on {repo}; you have `{permission}`. Nothing was done."
+    who = _login(user)
+    return f"@{who} releasebot commands need write permission on {repo}; you have `{permission}`. Nothing was done."
 
 
 def reply(user: str, line: str, lines: list[str]) -> str:
     """Quote the command, then say what came of it."""
     said = "\n".join(lines) if lines else "Nothing to do."
-    return f"> {prbody.clean(line)[:200]}\n\n@{user}: {said}"
+    return f"> {prbody.clean(line)[:200]}\n\n@{_login(user)}: {said}"
 
 
 def table(rows: list[dict[str, str]], columns: list[str]) -> list[str]:

@@ -87,8 +87,8 @@ class Service:
         self.metrics = metrics
         self.tracking_uri = tracking_uri or config.get("MLFLOW_TRACKING_URI")
         github = None
-        if remote.startswith("https://") and "github" in remote:
-            # A GitHub remote: the App's (or the token's) credentials also fetch and push.
+        if remote.startswith("https://"):
+            # With GitHub credentials configured, they also fetch and push the HTTPS remote.
             github = forge_from_env(self.repo, remote, self.repo.branch, dict(config), metrics)
             if github is not None:
                 self.repo.token = github.tokens.token
