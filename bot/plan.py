@@ -426,11 +426,15 @@ def unblock(cat: Catalog, env_name: str, model_name: str, repo: RepoState, versi
     fp = fingerprint(key.branch, "unblock", ",".join(sorted(blocked)), edit.new)
     what = f"v{version}" if version else "all versions"
     title = f"Unblock {model.name} in {env.name} ({what}; alias @{env.alias} drives releases again)"
-    message = (
-        f"{title}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
-        f"Releasebot-Unblocked: {version or 'all'}\n"
-    )
-    body = f"{title}.\n\n<!-- releasebot:fingerprint={fp} -->"
+    return _pin_change(key, env, model, edit, now, title, f"Releasebot-Unblocked: {version or 'all'}", fp)
+
+
+def _pin_change(
+    key: Key, env: Environment, model: Model, edit: FileEdit, now: Served, title: str, trailer: str, fp: str
+) -> Change:
+    """A pin-kind change that serves no new version (unblock, hold, resume): no Version trailer,
+    so ``history`` does not count it as a release."""
+    message = f"{title}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n{trailer}\n"
     return Change(
         key=key,
         write_back=env.write_back,
@@ -439,7 +443,7 @@ def unblock(cat: Catalog, env_name: str, model_name: str, repo: RepoState, versi
         previous=now.version,
         commit_message=message,
         title=title,
-        body=body,
+        body=f"{prbody.clean(title)}.\n\n<!-- releasebot:fingerprint={fp} -->",  # "@alias" is no mention
         fingerprint=fp,
         labels=("releasebot",),
     )
@@ -466,23 +470,7 @@ def hold(cat: Catalog, env_name: str, model_name: str, repo: RepoState, resume: 
         title = f"Hold {model.name} in {env.name} at v{now.version}: alias moves wait"
     assert edit is not None
     fp = fingerprint(key.branch, "resume" if resume else "hold", edit.new)
-    message = (
-        f"{title}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
-        f"Releasebot-Hold: {'off' if resume else now.version}\n"
-    )
-    body = f"{title}.\n\n<!-- releasebot:fingerprint={fp} -->"
-    return Change(
-        key=key,
-        write_back=env.write_back,
-        edits=(edit,),
-        version=now.version or "-",
-        previous=now.version,
-        commit_message=message,
-        title=title,
-        body=body,
-        fingerprint=fp,
-        labels=("releasebot",),
-    )
+    return _pin_change(key, env, model, edit, now, title, f"Releasebot-Hold: {'off' if resume else now.version}", fp)
 
 
 # --- capacity ----------------------------------------------------------------------------------

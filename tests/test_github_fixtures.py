@@ -5,22 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+from tests.fixtures.github.extract_extra import refs
 from tests.github_api import FIXTURES, SPEC
 
 # The sha256 the upstream provenance manifest records for the subset.
 UPSTREAM_SUBSET_SHA256 = "3c5cc1a4f03aa2a9a23cc2ad371d488c8b1594869e21b138ac1580531e9830ce"
-
-
-def _refs(node: object, found: set[str]) -> set[str]:
-    if isinstance(node, dict):
-        if isinstance(node.get("$ref"), str):
-            found.add(node["$ref"])
-        for value in node.values():
-            _refs(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _refs(value, found)
-    return found
 
 
 def test_subset_is_the_upstream_copy_byte_for_byte():
@@ -37,7 +26,7 @@ def test_extra_operations_are_self_contained_and_unmodified_by_octokit():
         ("get", "/repos/{owner}/{repo}/collaborators/{username}/permission"): "repos/get-collaborator-permission-level",
     }
     assert not any("x-octokit" in op for item in extra["paths"].values() for op in item.values())
-    for ref in _refs(extra, set()):
+    for ref in refs(extra, set()):
         _, _, kind, name = ref.split("/")
         assert name in extra["components"][kind], ref
     # Loading merged them; every shared component was asserted identical on the way.

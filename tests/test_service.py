@@ -33,11 +33,18 @@ def service(world: World, metrics: Metrics | None = None) -> Service:
     return Service(config, metrics or Metrics())
 
 
-def said(number: int, replies: list[str]):
-    def record(headers: dict, body: dict) -> None:
-        replies.append(body["body"])
+def asked(gh: GitHubMock, user: str, level: str) -> None:
+    gh.add("repos/get-collaborator-permission-level", {**REPO, "username": user}, 200, permission(user, level))
 
-    return record
+
+def replied(gh: GitHubMock, number: int, replies: list[str]) -> None:
+    gh.add(
+        "issues/create-comment",
+        {**REPO, "issue_number": number},
+        201,
+        example("issue-comment"),
+        check_request=lambda headers, body: replies.append(body["body"]),
+    )
 
 
 def command(line: str, number: int = 9, user: str = "dana", on_pr: bool = True, body: str = "") -> CommandRequest:
@@ -58,19 +65,8 @@ def test_a_command_from_a_user_without_write_permission_is_refused_with_a_reply(
     refs, replies = world.refs(), []
     with GitHubMock() as gh:
         gh.passthru(world.url)
-        gh.add(
-            "repos/get-collaborator-permission-level",
-            {**REPO, "username": "mallory"},
-            200,
-            permission("mallory", "read"),
-        )
-        gh.add(
-            "issues/create-comment",
-            {**REPO, "issue_number": 9},
-            201,
-            example("issue-comment"),
-            check_request=said(9, replies),
-        )
+        asked(gh, "mallory", "read")
+        replied(gh, 9, replies)
         metrics = Metrics()
         service(world, metrics).command(command("/releasebot rollback", user="mallory"))
         assert gh.checked == 2
@@ -86,17 +82,9 @@ def test_rollback_on_a_release_pull_request_pins_the_previous_version(world: Wor
     replies: list[str] = []
     with GitHubMock() as gh:
         gh.passthru(world.url)
-        gh.add(
-            "repos/get-collaborator-permission-level", {**REPO, "username": "dana"}, 200, permission("dana", "write")
-        )
+        asked(gh, "dana", "write")
         gh.add("pulls/get", {**REPO, "pull_number": 9}, 200, pull_request(9, STAGING_RELEASE, "t", "b"))
-        gh.add(
-            "issues/create-comment",
-            {**REPO, "issue_number": 9},
-            201,
-            example("issue-comment"),
-            check_request=said(9, replies),
-        )
+        replied(gh, 9, replies)
         service(world).command(command("/releasebot rollback"))
     assert replies[0].startswith("> /releasebot rollback\n\n@dana: pushed Roll back fraud in staging to v")
     pin = world.show("refs/heads/releasebot/staging/fraud/pin", "staging/fraud/inferenceservice.yaml")
@@ -111,20 +99,8 @@ def test_hold_resume_status_and_a_bad_command_are_answered(world: World) -> None
     with GitHubMock() as gh:
         gh.passthru(world.url)
         for _ in range(4):
-            gh.add(
-                "repos/get-collaborator-permission-level",
-                {**REPO, "username": "dana"},
-                200,
-                permission("dana", "admin"),
-            )
-        for _ in range(4):
-            gh.add(
-                "issues/create-comment",
-                {**REPO, "issue_number": 5},
-                201,
-                example("issue-comment"),
-                check_request=said(5, replies),
-            )
+            asked(gh, "dana", "admin")
+            replied(gh, 5, replies)
         svc.command(command("/releasebot hold", number=5, on_pr=False, body=alert_issue))
         world.merge("releasebot/staging/fraud/pin")
         svc.command(command("/releasebot status", number=5, on_pr=False, body=alert_issue))
