@@ -18,6 +18,7 @@ import logging
 import subprocess
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -64,9 +65,10 @@ def load_config(env: Mapping[str, str], file: Path | None = None) -> dict[str, s
         for key, value in raw.items():
             where = yamlio.line_of(doc, (key,))
             if key not in KEYS:
-                problems.append(Problem(name, where, f"$.{key}", f"unknown setting; expected one of {', '.join(KEYS)}"))
+                message = f"unknown setting; expected one of {', '.join(KEYS)}"
+                problems.append(Problem(name, where, f"$.{key}", message, "config"))
             elif not isinstance(value, str | int) or isinstance(value, bool):
-                problems.append(Problem(name, where, f"$.{key}", "expected a string"))
+                problems.append(Problem(name, where, f"$.{key}", "expected a string", "config"))
             else:
                 config[key] = str(value)
         if problems:
@@ -94,7 +96,7 @@ class Service:
                 self.repo.token = github.tokens.token
         self.forge_for = forges(self.repo, config, metrics, github)
         self.lock = threading.Lock()
-        self.done: list[str] = []  # what the work did, newest last (also logged)
+        self.done: deque[str] = deque(maxlen=1000)  # what the work did lately, newest last (also logged)
         with self.lock:
             self._catalog = observe(self.repo, self.registry_for)[0]
 
