@@ -24,6 +24,7 @@ class Metrics:
         self.github_rate_remaining = Gauge(
             "releasebot_github_rate_limit_remaining", "X-RateLimit-Remaining of the last GitHub answer", registry=r
         )
+        self.github_rate_remaining.set(float("nan"))  # unknown before the first answer, not 0 (= exhausted)
         self.pull_requests = Counter(
             "releasebot_pull_requests", "Pull requests opened, updated and closed", ["action"], registry=r
         )
