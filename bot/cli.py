@@ -27,7 +27,7 @@ from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, p
 from bot.plan import Change, Note
 from bot.reconcile import make_plan, observe, pin_change, reconcile, write_back
 from bot.registry import Registry
-from bot.repo import EnvRepo, default_workdir, init_repository
+from bot.repo import EnvRepo, default_workdir, init_repository, local_or_url
 from bot.validate import validate_repo
 
 
@@ -130,9 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _repo(args: argparse.Namespace) -> EnvRepo:
-    remote = args.repo or os.environ.get("RELEASEBOT_REPO") or "."
-    if "://" not in remote and not remote.startswith("git@"):
-        remote = str(Path(remote).resolve())
+    remote = local_or_url(args.repo or os.environ.get("RELEASEBOT_REPO") or ".")
     workdir = Path(args.workdir) if args.workdir else default_workdir(remote)
     return EnvRepo(remote, workdir)
 

@@ -602,6 +602,19 @@ def _drift_table(result: dict, tracking_uri: str, limit: int = 10) -> list[str]:
     ]
 
 
+def _serving(
+    env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
+) -> tuple[str | None, Version | None] | None:
+    """The version the environment's manifest on main serves, and its registry record (whose tags
+    carry the drift result); None when the manifest or the registered model is missing."""
+    path = isvc.path_of(env.name, model.name)
+    text, state = repo.main_files.get(path), registry.models.get(model.registered_model)
+    if text is None or state is None:
+        return None
+    serving = served(text, path).version
+    return serving, state.versions.get(serving) if serving else None
+
+
 def _plan_retrain(
     cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
 ) -> tuple[list[Change], list[Note]]:
@@ -610,15 +623,13 @@ def _plan_retrain(
         return [], []
     key = Key(env.name, model.name, "retrain")
     path = cronjobs.retrain_path(env.name, model.name)
-    text, isvc_text = repo.main_files.get(path), repo.main_files.get(isvc.path_of(env.name, model.name))
-    state = registry.models.get(model.registered_model)
-    if text is None or isvc_text is None or state is None:
+    text, found = repo.main_files.get(path), _serving(env, model, registry, repo)
+    if text is None or found is None:
         return [], []
-    serving = served(isvc_text, isvc.path_of(env.name, model.name)).version
+    serving, version = found
     doc = yamlio.to_plain(yamlio.load(text, path))
     suspended = (doc.get("spec") or {}).get("suspend") is True
     annotations = (doc.get("metadata") or {}).get("annotations") or {}
-    version = state.versions.get(serving) if serving else None
     tags = version.tag if version else {}
     if suspended and tags.get("releasebot.drift.status") == "drift":
         result = version.drift or {}
@@ -685,10 +696,8 @@ def _plan_alert(env: Environment, model: Model, registry: RegistrySnapshot, repo
     """Raise an alert while the served version drifts; resolve it when a check finds none."""
     if model.drift is None or model.drift.action != "alert":
         return []
-    isvc_path = isvc.path_of(env.name, model.name)
-    isvc_text, state = repo.main_files.get(isvc_path), registry.models.get(model.registered_model)
-    serving = served(isvc_text, isvc_path).version if isvc_text is not None else None
-    version = state.versions.get(serving) if (state and serving) else None
+    found = _serving(env, model, registry, repo)
+    serving, version = found if found is not None else (None, None)
     if version is None:
         return []
     tags = version.tag

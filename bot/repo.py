@@ -88,6 +88,13 @@ class Release:
     subject: str
 
 
+def local_or_url(remote: str) -> str:
+    """A URL (``https://``, ``ssh://``, ``git@host:``) as given; a local path made absolute."""
+    if "://" not in remote and not remote.startswith("git@"):
+        return str(Path(remote).resolve())
+    return remote
+
+
 def default_workdir(remote: str) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "releasebot"
     return base / hashlib.sha256(remote.encode()).hexdigest()[:16]

@@ -32,7 +32,7 @@ from bot.metrics import Metrics
 from bot.plan import Note, registry_wants
 from bot.reconcile import make_plan, observe, pin_change, reconcile, write_back
 from bot.registry import Registry, RegistrySnapshot
-from bot.repo import EnvRepo, default_workdir
+from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.server import Receiver, Settings
 from bot.validate import validate_repo
 
@@ -81,9 +81,7 @@ class Service:
     """The worker behind the receiver. One lock: one piece of work at a time on one clone."""
 
     def __init__(self, config: Mapping[str, str], metrics: Metrics, tracking_uri: str | None = None) -> None:
-        remote = config.get("RELEASEBOT_REPO") or "."
-        if "://" not in remote and not remote.startswith("git@"):
-            remote = str(Path(remote).resolve())
+        remote = local_or_url(config.get("RELEASEBOT_REPO") or ".")
         workdir = Path(config["RELEASEBOT_WORKDIR"]) if config.get("RELEASEBOT_WORKDIR") else default_workdir(remote)
         self.repo = EnvRepo(remote, workdir)
         self.metrics = metrics

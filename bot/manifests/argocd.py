@@ -30,12 +30,19 @@ APPLICATIONSET_CATALOG_OWNED = [
 ]
 
 
-def _values(cat: Catalog) -> dict[str, Any]:
+def common_values(cat: Catalog) -> dict[str, Any]:
+    """What every Argo CD blueprint may name: the project, Argo CD's namespace, this repository."""
     return {
         "argocd.project": cat.argocd_project,
         "argocd.namespace": cat.argocd_namespace,
         "repository.url": cat.repo_url,
         "repository.branch": cat.branch,
+    }
+
+
+def _values(cat: Catalog) -> dict[str, Any]:
+    return {
+        **common_values(cat),
         "argocd.destinations": [{"server": e.server, "namespace": e.namespace} for e in cat.environments],
         "argocd.elements": [{"env": e.name, "namespace": e.namespace, "server": e.server} for e in cat.environments],
     }

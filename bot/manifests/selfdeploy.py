@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.blueprints import BlueprintSet
 from bot.catalog import Catalog
+from bot.manifests import argocd
 from bot.manifests.ownership import Owned, Sel
 
 FOLDER = "releasebot"
@@ -39,15 +40,12 @@ APPLICATION_OWNED = [
 
 def _values(cat: Catalog) -> dict[str, Any]:
     return {
+        **argocd.common_values(cat),
         "bot.image": cat.bot_image,
         "bot.namespace": cat.bot_namespace,
         "bot.secret": cat.bot_secret,
         "bot.replicas": cat.bot_replicas,
-        "repository.url": cat.repo_url,
-        "repository.branch": cat.branch,
         "registry.trackingUri": cat.tracking_uri,
-        "argocd.project": cat.argocd_project,
-        "argocd.namespace": cat.argocd_namespace,
         "cluster.server": cat.cluster_server,
     }
 
