@@ -13,6 +13,7 @@ blueprint folder it names exists).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NewType
 
@@ -209,19 +210,30 @@ class Catalog:
     models: tuple[Model, ...]
 
     def environment(self, name: str) -> Environment:
-        for env in self.environments:
-            if env.name == name:
-                return env
-        raise KeyError(name)
+        return self._environments[name]
 
     def model(self, name: str) -> Model:
-        for model in self.models:
-            if model.name == name:
-                return model
-        raise KeyError(name)
+        return self._models[name]
 
     def models_in(self, env: Environment) -> tuple[Model, ...]:
-        return tuple(m for m in self.models if m.environments is None or env.name in m.environments)
+        return self._models_in[env.name]
+
+    # Lookups by name, built once: a pass asks for a model per change, and a linear search per
+    # question would make a full pass quadratic in the fleet.
+    @cached_property
+    def _environments(self) -> dict[str, Environment]:
+        return {e.name: e for e in self.environments}
+
+    @cached_property
+    def _models(self) -> dict[str, Model]:
+        return {m.name: m for m in self.models}
+
+    @cached_property
+    def _models_in(self) -> dict[str, tuple[Model, ...]]:
+        return {
+            e.name: tuple(m for m in self.models if m.environments is None or e.name in m.environments)
+            for e in self.environments
+        }
 
 
 # --- building --------------------------------------------------------------------------------

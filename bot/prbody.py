@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.catalog import Catalog, Environment, Model
-    from bot.plan import FileEdit
-    from bot.registry import Version
+    from bot.plan.types import FileEdit, Version
 
 TITLE_LIMIT = 256
 BODY_LIMIT = 65_536

@@ -15,59 +15,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
+from bot.plan.types import Dataset, ModelState, RegistrySnapshot, Version
+
+__all__ = ["Dataset", "ModelState", "Registry", "RegistrySnapshot", "Version", "map_storage_uri"]
 
 # Schemes KServe's storage initializer can download from.
 KSERVE_SCHEMES = ("s3://", "gs://", "https://", "http://", "pvc://", "hdfs://", "webhdfs://", "oci://", "hf://")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    digest: str
-    source: str
-    source_type: str
-
-
-@dataclass(frozen=True)
-class Version:
-    registered_model: str
-    version: str
-    storage_uri: str
-    run_id: str | None
-    status: str
-    experiment_id: str | None = None
-    metrics: tuple[tuple[str, float], ...] = ()
-    params: tuple[tuple[str, str], ...] = ()
-    tags: tuple[tuple[str, str], ...] = ()
-    run_tags: tuple[tuple[str, str], ...] = ()
-    datasets: tuple[Dataset, ...] = ()
-    # The drift job's result document when the version's drift tags say "drift" (see bot.drift).
-    drift: dict[str, Any] | None = field(default=None, compare=False)
-
-    @property
-    def tag(self) -> dict[str, str]:
-        return dict(self.tags)
-
-
-@dataclass(frozen=True)
-class ModelState:
-    registered_model: str
-    aliases: tuple[tuple[str, str], ...]  # alias -> version
-    versions: dict[str, Version] = field(default_factory=dict)
-
-    def alias(self, name: str) -> str | None:
-        return dict(self.aliases).get(name)
-
-
-@dataclass(frozen=True)
-class RegistrySnapshot:
-    tracking_uri: str
-    models: dict[str, ModelState]
 
 
 def map_storage_uri(uri: str, mapping: Iterable[tuple[str, str]], where: str) -> str:

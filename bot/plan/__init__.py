@@ -1,0 +1,115 @@
+"""The planner: desired state against actual state, as a list of changes. Pure.
+
+``plan(catalog, registry, repo)`` takes everything as arguments and does no I/O: no git, no
+network, no clock. For each (environment, model) it is asked about, one module per policy says
+what should change: :mod:`.release` (the alias, a pin, blocked versions), :mod:`.capacity`
+(NodePool limits), :mod:`.drift` (retrain or alert), and :mod:`.pins` answers a person's
+rollback, unblock, hold and resume. The values that go in and come out are in :mod:`.types`.
+
+The answer never depends on which event asked: running it twice gives the same plan, and a plan
+already carried out gives no change. Every change has a key ``(environment, model, kind)`` that
+names exactly one branch, and a fingerprint of its content so an unchanged plan writes nothing.
+
+A plan for one model reads only that model's manifests and registry facts; environment-wide
+facts (running canaries) are worked out once per environment, and only when a change needs them.
+"""
+
+from __future__ import annotations
+
+from bot.catalog import Catalog, Environment, Model
+from bot.plan.capacity import Canaries, _plan_capacity, attach_capacity, canary_edit
+from bot.plan.drift import _plan_alert, _plan_retrain
+from bot.plan.facts import served
+from bot.plan.pins import hold, pin_edit, rollback, unblock
+from bot.plan.release import _plan_release, registry_wants, release_edit
+from bot.plan.types import (
+    CAPACITY_KEY_MODEL,
+    TRAILERS,
+    Alert,
+    BotBranch,
+    Change,
+    Close,
+    Dataset,
+    FileEdit,
+    Key,
+    Kind,
+    ModelState,
+    Note,
+    Plan,
+    RegistrySnapshot,
+    RepoState,
+    Served,
+    Version,
+    fingerprint,
+)
+
+__all__ = [
+    "CAPACITY_KEY_MODEL",
+    "TRAILERS",
+    "Alert",
+    "BotBranch",
+    "Canaries",
+    "Change",
+    "Close",
+    "Dataset",
+    "FileEdit",
+    "Key",
+    "Kind",
+    "ModelState",
+    "Note",
+    "Plan",
+    "RegistrySnapshot",
+    "RepoState",
+    "Served",
+    "Version",
+    "attach_capacity",
+    "canary_edit",
+    "fingerprint",
+    "hold",
+    "pin_edit",
+    "plan",
+    "registry_wants",
+    "release_edit",
+    "rollback",
+    "served",
+    "unblock",
+]
+
+
+def models_to_plan(cat: Catalog, env: Environment, model: str | None) -> tuple[Model, ...]:
+    """The environment's models, or just ``model`` when it is one of them."""
+    if model is None:
+        return cat.models_in(env)
+    try:
+        found = cat.model(model)
+    except KeyError:
+        return ()
+    return (found,) if found.environments is None or env.name in found.environments else ()
+
+
+def plan(
+    cat: Catalog, registry: RegistrySnapshot, repo: RepoState, env: str | None = None, model: str | None = None
+) -> Plan:
+    changes: list[Change] = []
+    closes: list[Close] = []
+    notes: list[Note] = []
+    alerts: list[Alert] = []
+    canaries = Canaries(cat, repo)
+    for e in cat.environments:
+        if env is not None and e.name != env:
+            continue
+        for m in models_to_plan(cat, e, model):
+            c, x, n = _plan_release(cat, e, m, registry, repo)
+            changes += [attach_capacity(cat, change, repo, canaries) for change in c]
+            retrain, held = _plan_retrain(cat, e, m, registry, repo)
+            changes += retrain
+            notes += held
+            alerts += _plan_alert(e, m, registry, repo)
+            closes += x
+            notes += n
+        carried = any(edit.path.startswith(f"{e.name}/karpenter/") for c in changes for edit in c.edits)
+        if model is None and not carried:
+            resize, held = _plan_capacity(cat, e, repo, canaries)
+            changes += resize
+            notes += held
+    return Plan(tuple(sorted(changes, key=lambda c: c.key)), tuple(closes), tuple(notes), tuple(alerts))

@@ -1,0 +1,156 @@
+"""The drift policies: retrain when the served version drifts, or raise an alert. Pure.
+
+The drift job tags the served version in MLflow; ``retrain`` unsuspends the model's retrain
+CronJob while it drifts and suspends it again once a newer version serves; ``alert`` keeps one
+issue per (environment, model) open while it drifts. ``none`` only records.
+"""
+
+from __future__ import annotations
+
+from bot import prbody, yamlio
+from bot.catalog import Catalog, Environment, Model
+from bot.manifests import cronjobs
+from bot.manifests import inferenceservice as isvc
+from bot.manifests.ownership import apply_owned
+from bot.plan.facts import served
+from bot.plan.lifecycle import _held
+from bot.plan.types import Alert, Change, FileEdit, Key, Note, RegistrySnapshot, RepoState, Version, fingerprint
+
+
+def _drift_table(result: dict, tracking_uri: str, limit: int = 10) -> list[str]:
+    rows = [c for c in result.get("columnResults", []) if c.get("drifted")][:limit]
+    lines = ["| column | score | method | threshold |", "|---|---:|---|---:|"]
+    lines += [
+        f"| {prbody.cell(c['column'])} | {c['score']:.4g} | {prbody.cell(c['method'])} | {c['threshold']:g} |"
+        for c in rows
+    ]
+    run_id, exp = result.get("runId"), result.get("experimentId")
+    link = f"{tracking_uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}" if exp else f"run `{run_id}`"
+    return [
+        *(lines if rows else ["_No column details were recorded._"]),
+        "",
+        f"Report: {prbody.clean(link)} (artifact `report.html`)",
+    ]
+
+
+def _serving(
+    env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
+) -> tuple[str | None, Version | None] | None:
+    """The version the environment's manifest on main serves, and its registry record (whose tags
+    carry the drift result); None when the manifest or the registered model is missing."""
+    path = isvc.path_of(env.name, model.name)
+    text, state = repo.main_files.get(path), registry.models.get(model.registered_model)
+    if text is None or state is None:
+        return None
+    serving = served(text, path).version
+    return serving, state.versions.get(serving) if serving else None
+
+
+def _plan_retrain(
+    cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
+) -> tuple[list[Change], list[Note]]:
+    """Unsuspend the retrain CronJob when the served version drifts; suspend it once a newer one serves."""
+    if model.drift is None or model.drift.action != "retrain" or model.retrain is None:
+        return [], []
+    key = Key(env.name, model.name, "retrain")
+    path = cronjobs.retrain_path(env.name, model.name)
+    text, found = repo.main_files.get(path), _serving(env, model, registry, repo)
+    if text is None or found is None:
+        return [], []
+    serving, version = found
+    doc = yamlio.to_plain(yamlio.load(text, path))
+    suspended = (doc.get("spec") or {}).get("suspend") is True
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    tags = version.tag if version else {}
+    if suspended and tags.get("releasebot.drift.status") == "drift":
+        result = version.drift or {}
+        share, wanted_share = tags.get("releasebot.drift.share", "?"), model.drift.dataset_drift_share
+        reason = f"{share} of columns drifted (threshold {wanted_share}) on v{serving} in {env.name}"
+        desired = {
+            "spec": {"suspend": False},
+            "metadata": {
+                "annotations": {
+                    cronjobs.DRIFT_RUN_ANNOTATION: tags.get("releasebot.drift.run_id", ""),
+                    cronjobs.DRIFT_VERSION_ANNOTATION: serving,
+                    cronjobs.DRIFT_REASON_ANNOTATION: reason,
+                }
+            },
+        }
+        title = f"Retrain {model.name}: drift in {env.name}"
+        why = [
+            f"The drift check found drift on **{model.name}** v{serving} in **{env.name}**: {reason}.",
+            "Merging unsuspends the retrain CronJob, which submits the training pipeline on its schedule "
+            f"(`{model.retrain.schedule}`) until a newer version is released here.",
+            "",
+            *_drift_table(result, registry.tracking_uri),
+        ]
+    elif not suspended and annotations.get(cronjobs.DRIFT_VERSION_ANNOTATION) not in (None, serving):
+        desired = {"spec": {"suspend": True}}
+        title = f"Stop retraining {model.name} in {env.name}: v{serving} is released"
+        why = [
+            f"v{serving} now serves in {env.name} (the drift was on "
+            f"v{annotations.get(cronjobs.DRIFT_VERSION_ANNOTATION)}); the retrain CronJob is suspended again."
+        ]
+    else:
+        return [], []
+    loaded = yamlio.load(text, path)
+    changed = apply_owned(loaded, yamlio.quote_ambiguous(desired), cronjobs.DRIFT_OWNED)
+    if not changed:
+        return [], []
+    edit = FileEdit(path, text, yamlio.dump(loaded, yamlio.guess_style(text)), tuple(changed))
+    fp = fingerprint(key.branch, edit.new)
+    held, notes = _held(key, repo.branches.get(key.branch), fp)
+    if held:
+        return [], notes
+    message = (
+        f"{title}\n\n{why[0]}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
+        f"Releasebot-Drift-Run: {tags.get('releasebot.drift.run_id', 'none')}\n"
+    )
+    body = "\n".join([*why, "", f"<!-- releasebot:fingerprint={fp} -->"])
+    return [
+        Change(
+            key=key,
+            write_back=env.write_back,
+            edits=(edit,),
+            version=serving or "-",
+            previous=serving,
+            commit_message=message,
+            title=title,
+            body=body,
+            fingerprint=fp,
+            labels=("releasebot", "drift", *env.labels),
+        )
+    ], []
+
+
+def _plan_alert(env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState) -> list[Alert]:
+    """Raise an alert while the served version drifts; resolve it when a check finds none."""
+    if model.drift is None or model.drift.action != "alert":
+        return []
+    found = _serving(env, model, registry, repo)
+    serving, version = found if found is not None else (None, None)
+    if version is None:
+        return []
+    tags = version.tag
+    status, run_id = tags.get("releasebot.drift.status"), tags.get("releasebot.drift.run_id", "")
+    key = Key(env.name, model.name, "alert")
+    fp = fingerprint(key.branch, status or "", run_id)
+    labels = ("releasebot", "drift", *env.labels)
+    if status == "drift":
+        share, checked = tags.get("releasebot.drift.share", "?"), tags.get("releasebot.drift.checked_at", "?")
+        lines = [
+            f"The drift check found drift on **{model.name}** v{serving} in **{env.name}**: {share} of columns "
+            f"drifted (threshold {model.drift.dataset_drift_share}), checked {checked}.",
+            "",
+            *_drift_table(version.drift or {}, registry.tracking_uri),
+            "",
+            f"The model's drift policy is `alert`: releasebot changes nothing. Retrain, then move "
+            f"`@{env.alias}` to the new version; this issue is updated by every check that still finds drift "
+            "and closed by the first one that does not.",
+        ]
+        title = f"Drift: {model.name} v{serving} in {env.name}"
+        return [Alert(key, True, title, "\n".join([*lines, "", f"<!-- releasebot:fingerprint={fp} -->"]), fp, labels)]
+    if status == "ok":
+        body = f"The drift check on v{serving} in {env.name} found no drift (run `{prbody.clean(run_id)}`)."
+        return [Alert(key, False, f"No drift: {model.name} v{serving} in {env.name}", body, fp, labels)]
+    return []

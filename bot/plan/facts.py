@@ -1,0 +1,44 @@
+"""Facts read off manifests on main, parsed once per text. Pure.
+
+Every policy asks the same questions of an InferenceService (which version it serves, what Git
+pins or blocks, whether a canary runs); a full pass asks them of every manifest, an event of a
+few. :func:`served` answers from one guarded parse per distinct text, remembered in a bounded
+table keyed by the text itself (the content, as a git blob id is: a text that did not change is
+not parsed again, in this pass or, in ``serve``, the next). What it returns is frozen, so a
+remembered answer cannot be edited by a caller; documents to *edit* are always loaded afresh.
+"""
+
+from __future__ import annotations
+
+from bot import yamlio
+from bot.manifests import inferenceservice as isvc
+from bot.plan.types import Served
+
+_MEMO_LIMIT = 50_000  # manifests; a 5,000-model fleet in three environments fits with room
+_memo: dict[str, Served] = {}
+
+
+def served(text: str, path: str) -> Served:
+    """What the manifest ``text`` (found at ``path``) serves, pins, blocks and canaries."""
+    found = _memo.get(text)
+    if found is None:
+        found = _parse(text, path)
+        if len(_memo) >= _MEMO_LIMIT:
+            _memo.clear()  # crude but bounded; a pass refills what it needs
+        _memo[text] = found
+    return found
+
+
+def _parse(text: str, path: str) -> Served:
+    doc = yamlio.to_plain(yamlio.load(text, path))
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    blocked = {v.strip() for v in str(annotations.get(isvc.BLOCKED_ANNOTATION, "")).split(",") if v.strip()}
+    version = annotations.get(isvc.VERSION_ANNOTATION)
+    pinned = annotations.get(isvc.PINNED_ANNOTATION)
+    return Served(
+        version=str(version) if version is not None else None,
+        storage_uri=isvc.storage_uri_in(doc),
+        pinned=str(pinned) if pinned else None,
+        blocked=frozenset(blocked),
+        canary=isvc.canary_percent(doc),
+    )

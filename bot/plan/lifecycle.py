@@ -1,0 +1,25 @@
+"""One lifecycle for every kind of change: whether an open bot branch already says what a plan
+would say, or has become a person's. Pure.
+
+Release, pin, capacity and retrain changes all ask this before proposing anything, so the rule
+"never rewrite a person's commits; an unchanged plan writes nothing" is written once.
+"""
+
+from __future__ import annotations
+
+from bot.plan.types import BotBranch, Change, Close, Key, Note
+
+
+def _held(key: Key, branch: BotBranch | None, fp: str) -> tuple[bool, list[Note]]:
+    """Whether the key's open branch already says this (same fingerprint) or is a person's now."""
+    if branch is None:
+        return False, []
+    if branch.human_commits:
+        shas = ", ".join(c[:8] for c in branch.human_commits)
+        message = f"{key.branch} has commits by a person ({shas}); releasebot will not rewrite it"
+        return True, [Note(key, message, tell=True)]
+    return branch.fingerprint == fp, []
+
+
+def _noted(note: Note) -> tuple[list[Change], list[Close], list[Note]]:
+    return [], [], [note]

@@ -1,0 +1,152 @@
+"""The release policy: the version an environment should serve, and the change that gets it there. Pure.
+
+The *desired* version is the environment's MLflow alias, unless Git pins another one
+(``releasebot rollback``) or marks the alias's version blocked; the *actual* version is what the
+InferenceService on main serves, and what an open bot branch for the same key proposes. Only the
+registry-owned fields of the manifest are edited.
+"""
+
+from __future__ import annotations
+
+from bot import yamlio
+from bot.catalog import Catalog, Environment, Model
+from bot.manifests import inferenceservice as isvc
+from bot.manifests.ownership import apply_owned, get
+from bot.plan.facts import served
+from bot.plan.lifecycle import _held, _noted
+from bot.plan.types import Change, Close, FileEdit, Key, Note, RegistrySnapshot, RepoState, Version, fingerprint
+from bot.prbody import release_body
+
+
+def _apply_release(doc: object, version: Version) -> list[str]:
+    """Set the registry-owned fields of a loaded ISVC to serve ``version``; return what changed."""
+    shape_is_image = (
+        get(doc, ("spec", "predictor", "containers")) is not None and get(doc, ("spec", "predictor", "model")) is None
+    )
+    annotations = {isvc.VERSION_ANNOTATION: version.version}
+    if version.run_id:
+        annotations[isvc.RUN_ANNOTATION] = version.run_id
+    storage = {isvc.STORAGE_URI_ENV: version.storage_uri}
+    predictor = (
+        {"containers": [{"name": "kserve-container", "env": [{"name": k, "value": v} for k, v in storage.items()]}]}
+        if shape_is_image
+        else {"model": {"storageUri": version.storage_uri}}
+    )
+    desired = {"metadata": {"annotations": annotations}, "spec": {"predictor": predictor}}
+    rules = [r for r in isvc.REGISTRY_OWNED if (r.path[2] == "containers") == shape_is_image]
+    return apply_owned(doc, yamlio.quote_ambiguous(desired), rules + isvc.RELEASE_ANNOTATIONS)
+
+
+def release_edit(path: str, text: str, version: Version) -> FileEdit | None:
+    """The ISVC text serving ``version``: registry-owned fields only, everything else as it was."""
+    doc = yamlio.load(text, path)
+    changed = _apply_release(doc, version)
+    if not changed:
+        return None
+    return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
+
+
+def _commit_message(model: Model, env: Environment, v: Version, previous: str | None, reason: str) -> str:
+    was = f" (was {previous})" if previous else ""
+    return (
+        f"Release {model.name} v{v.version} to {env.name}\n\n"
+        f"{reason}{was}.\n\n"
+        f"Releasebot-Model: {model.name}\n"
+        f"Releasebot-Version: {v.version}\n"
+        f"Releasebot-Run: {v.run_id or 'none'}\n"
+        f"Releasebot-Environment: {env.name}\n"
+    )
+
+
+def _plan_release(
+    cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
+) -> tuple[list[Change], list[Close], list[Note]]:
+    key = Key(env.name, model.name, "release")
+    path = isvc.path_of(env.name, model.name)
+    branch = repo.branches.get(key.branch)
+    state = registry.models.get(model.registered_model)
+    text = repo.main_files.get(path)
+    if text is None:
+        return _noted(Note(key, f"{path} is not on the main branch; run `releasebot render` first", error=True))
+    now = served(text, path)
+    if now.pinned:
+        wanted, reason = now.pinned, f"Pinned to version {now.pinned} in Git (releasebot rollback)"
+    else:
+        alias = state.alias(env.alias) if state else None
+        if alias is None:
+            message = f"MLflow alias @{env.alias} is not set on registered model {model.registered_model!r}"
+            if now.version is None:
+                return _noted(Note(key, message + "; nothing to release yet"))
+            # It drove this environment before. Deleting a version removes its aliases without any
+            # webhook, so this is most often a deleted version: a person has to say what now.
+            return _noted(
+                Note(
+                    key,
+                    f"{message}, but {env.name} serves version {now.version}; was the version "
+                    "it pointed at deleted? Nothing was changed",
+                    error=True,
+                )
+            )
+        if alias in now.blocked:
+            return _noted(
+                Note(
+                    key,
+                    f"@{env.alias} points at version {alias}, which is blocked in Git; "
+                    "`releasebot unblock` to allow it",
+                )
+            )
+        wanted, reason = alias, f"MLflow alias @{env.alias} points at version {alias}"
+    version = state.versions.get(wanted) if state else None
+    if version is None:
+        return _noted(
+            Note(
+                key,
+                f"version {wanted} of {model.registered_model!r} is not in MLflow (deleted?); nothing was changed",
+                error=True,
+            )
+        )
+    edit = release_edit(path, text, version)
+    if edit is None:
+        if branch is None:
+            return [], [], []
+        if branch.human_commits:  # never delete a person's work: say so and leave it
+            return [], [], _held(key, branch, "")[1]
+        return [], [Close(key, branch, f"main already serves version {wanted}")], []
+    fp = fingerprint(key.branch, version.version, version.storage_uri, edit.new)
+    held, notes = _held(key, branch, fp)
+    if held:
+        return [], [], notes
+    previous_v = state.versions.get(now.version) if (state and now.version) else None
+    supersedes = branch.version if branch is not None and branch.version != version.version else None
+    title = f"Release {model.name} v{version.version} to {env.name}"
+    if supersedes:
+        title += f" (supersedes v{supersedes})"
+    body = release_body(cat, env, model, version, previous_v, now.version, (edit,), fp, supersedes, key.branch)
+    change = Change(
+        key=key,
+        write_back=env.write_back,
+        edits=(edit,),
+        version=version.version,
+        previous=now.version,
+        commit_message=_commit_message(model, env, version, now.version, reason),
+        title=title,
+        body=body,
+        fingerprint=fp,
+        supersedes=supersedes,
+        labels=("releasebot", *env.labels),
+    )
+    return [change], [], []
+
+
+def registry_wants(cat: Catalog, repo: RepoState) -> dict[str, set[str]]:
+    """Which registered models, and which extra versions (those serving today), to read."""
+    wanted: dict[str, set[str]] = {}
+    for e in cat.environments:
+        for m in cat.models_in(e):
+            extra = wanted.setdefault(m.registered_model, set())
+            path = isvc.path_of(e.name, m.name)
+            text = repo.main_files.get(path)
+            if text is not None:
+                now = served(text, path)
+                extra |= {v for v in (now.version, now.pinned) if v}
+    return wanted

@@ -1,0 +1,201 @@
+"""The planner's values: what observation hands in and what a plan hands out. No behaviour.
+
+Two groups of frozen dataclasses live here, so that the pure core owns every type that crosses
+its edge and no adapter is imported to name one:
+
+* inputs: :class:`RepoState` (files on main, open bot branches) and the registry snapshot
+  (:class:`RegistrySnapshot` of :class:`ModelState` and :class:`Version`, which
+  :mod:`bot.registry` fills from MLflow);
+* outputs: :class:`Change`, :class:`Close`, :class:`Note`, :class:`Alert`, gathered in a
+  :class:`Plan`, each keyed by a :class:`Key` that names exactly one branch.
+
+Nothing here reads, writes or decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["release", "pin", "capacity", "retrain", "alert"]
+CAPACITY_KEY_MODEL = "karpenter"  # capacity changes are keyed (environment, "karpenter", "capacity")
+TRAILERS = ("Releasebot-Model", "Releasebot-Version", "Releasebot-Run", "Releasebot-Environment")
+
+
+def fingerprint(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+# --- the registry, as observed ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    digest: str
+    source: str
+    source_type: str
+
+
+@dataclass(frozen=True)
+class Version:
+    registered_model: str
+    version: str
+    storage_uri: str
+    run_id: str | None
+    status: str
+    experiment_id: str | None = None
+    metrics: tuple[tuple[str, float], ...] = ()
+    params: tuple[tuple[str, str], ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    run_tags: tuple[tuple[str, str], ...] = ()
+    datasets: tuple[Dataset, ...] = ()
+    # The drift job's result document when the version's drift tags say "drift" (see bot.drift).
+    drift: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def tag(self) -> dict[str, str]:
+        return dict(self.tags)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    registered_model: str
+    aliases: tuple[tuple[str, str], ...]  # alias -> version
+    versions: dict[str, Version] = field(default_factory=dict)
+
+    def alias(self, name: str) -> str | None:
+        return dict(self.aliases).get(name)
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    tracking_uri: str
+    models: dict[str, ModelState]
+
+
+# --- the environments repository, as observed ------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Key:
+    environment: str
+    model: str
+    kind: str
+
+    @property
+    def branch(self) -> str:
+        return f"releasebot/{self.environment}/{self.model}/{self.kind}"
+
+
+@dataclass(frozen=True)
+class BotBranch:
+    """An open ``releasebot/...`` branch as the repo adapter found it."""
+
+    name: str
+    head: str
+    version: str | None  # the Releasebot-Version trailer of its head commit
+    fingerprint: str | None
+    human_commits: tuple[str, ...] = ()  # shas of commits on it not made by releasebot
+
+
+@dataclass(frozen=True)
+class RepoState:
+    """Main as files, and the open bot branches.
+
+    ``main_files`` maps a path to its text on main. It may be a plain dict or a read-only view
+    of one commit that reads a file when the planner first asks for it (:class:`bot.repo.Tree`):
+    either way it is one immutable commit, so the plan stays a function of its arguments, and a
+    pass reads only the files its keys need. ``branches`` holds at least the branches of the
+    keys being planned.
+    """
+
+    main_files: Mapping[str, str]
+    branches: Mapping[str, BotBranch] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a manifest on main serves, the pin Git holds for it, and its canary, if one runs."""
+
+    version: str | None
+    storage_uri: str | None
+    pinned: str | None
+    blocked: frozenset[str]
+    canary: int | None = None
+
+
+# --- what a plan hands out -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    path: str
+    old: str
+    new: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Change:
+    key: Key
+    write_back: str
+    edits: tuple[FileEdit, ...]
+    version: str
+    previous: str | None
+    commit_message: str
+    title: str
+    body: str
+    fingerprint: str
+    supersedes: str | None = None  # the version an open branch proposed before
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Close:
+    """An open branch whose change is no longer wanted."""
+
+    key: Key
+    branch: BotBranch
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the plan could not or would not do, said plainly. ``error`` ones fail the run."""
+
+    key: Key
+    message: str
+    error: bool = False
+    tell: bool = False  # worth saying on the key's pull request too
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A drift alert for one (environment, model): raised while the served version drifts,
+    resolved once a check finds no drift. Forges keep one issue per key and update it."""
+
+    key: Key  # (environment, model, "alert")
+    raised: bool
+    title: str
+    body: str
+    fingerprint: str  # of the drift run it reports: a new run that still drifts updates the issue
+    labels: tuple[str, ...] = ()
+
+    @property
+    def marker(self) -> str:
+        return f"<!-- releasebot:alert={self.key.environment}/{self.key.model} -->"
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    closes: tuple[Close, ...]
+    notes: tuple[Note, ...]
+    alerts: tuple[Alert, ...] = ()
+
+    @property
+    def errors(self) -> tuple[Note, ...]:
+        return tuple(n for n in self.notes if n.error)
