@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bot.catalog import CATALOG_FILE, Catalog, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError
 from bot.forge import Forge
-from bot.manifests import cronjobs, karpenter
 from bot.manifests import inferenceservice as isvc
 from bot.plan import Change, Key, Note, Plan, RepoState, hold, plan, registry_wants, rollback, served, unblock
 from bot.registry import Registry
@@ -34,24 +34,52 @@ class Result:
     skipped: list[str] = field(default_factory=list)
 
 
-def observe(repo: EnvRepo, registry_for: Callable[[Catalog], Registry]) -> tuple[Catalog, RepoState, Registry]:
+def _branch_patterns(env: str | None, model: str | None) -> list[str]:
+    """The bot branches a pass over ``env``/``model`` may touch (all of them for a full pass)."""
+    # git matches a glob segment by segment, and a plain pattern as a prefix up to a slash.
+    if model is not None:
+        return [f"releasebot/{env}/{model}" if env else f"releasebot/*/{model}/*"]
+    if env is not None:
+        return [f"releasebot/{env}"]
+    return []
+
+
+_catalogs: dict[tuple[str, str], Catalog] = {}
+
+
+def _catalog(text: str, root: Path) -> Catalog:
+    """The parsed catalog, parsed once per distinct text (a catalog changes by pull request,
+    a long-running ``serve`` sees the same one for thousands of events)."""
+    key = (text, str(root))
+    if key not in _catalogs:
+        if len(_catalogs) >= 4:
+            _catalogs.clear()
+        _catalogs[key] = parse_catalog(text, CATALOG_FILE, root)
+    return _catalogs[key]
+
+
+def observe(
+    repo: EnvRepo, registry_for: Callable[[Catalog], Registry], env: str | None = None, model: str | None = None
+) -> tuple[Catalog, RepoState, Registry]:
+    """Fetch, then a view of main and the bot branches a pass over ``env``/``model`` needs.
+
+    Main is handed over as a lazy view of one commit: the planner reads the files of the keys it
+    plans, not the tree.
+    """
     repo.sync()
-    text = repo.read(CATALOG_FILE)
+    tree = repo.tree()
+    text = tree.get(CATALOG_FILE)
     if text is None:
         raise PermanentUpstreamError(f"{repo.remote} has no {CATALOG_FILE} on {repo.branch}")
-    cat = parse_catalog(text, CATALOG_FILE, repo.workdir)
-    paths = [isvc.path_of(e.name, m.name) for e in cat.environments for m in cat.models_in(e)]
-    paths += [karpenter.pool_path(e.name, gpu) for e in cat.environments for gpu in (False, True)]
-    paths += [cronjobs.retrain_path(e.name, m.name) for e in cat.environments for m in cat.models_in(e)]
-    files = {p: t for p in paths if (t := repo.read(p)) is not None}
-    return cat, RepoState(files, repo.bot_branches()), registry_for(cat)
+    cat = _catalog(text, repo.workdir)
+    return cat, RepoState(tree, repo.bot_branches(_branch_patterns(env, model))), registry_for(cat)
 
 
 def make_plan(
     repo: EnvRepo, registry_for: Callable[[Catalog], Registry], env: str | None = None, model: str | None = None
 ) -> tuple[Catalog, Plan]:
-    cat, state, registry = observe(repo, registry_for)
-    snapshot = registry.snapshot(registry_wants(cat, state))
+    cat, state, registry = observe(repo, registry_for, env, model)
+    snapshot = registry.snapshot(registry_wants(cat, state, env, model))
     return cat, plan(cat, snapshot, state, env, model)
 
 
@@ -60,7 +88,7 @@ def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge |
     if change.write_back == "commit":
         sha = repo.commit_to_main(change)
         return f"committed {change.title} to {repo.branch} ({sha[:12]})"
-    expected = repo.bot_branches().get(change.key.branch)
+    expected = repo.bot_branch(change.key.branch)
     head = repo.push_branch(change, expected.head if expected else None)
     forge = forge_for(change.write_back)
     if forge is None:
@@ -123,7 +151,7 @@ def pin_change(
 ) -> Change | Note:
     """One person-requested change of kind ``pin``: ``rollback`` (to ``version``, or the release
     before the current one), ``unblock`` (``version``, or all), ``hold`` or ``resume``."""
-    cat, state, registry = observe(repo, registry_for)
+    cat, state, registry = observe(repo, registry_for, env, model)
     key_note = Note(Key(env, model, "pin"), f"no model {model!r} in environment {env!r} in the catalog", error=True)
     if env not in {e.name for e in cat.environments} or model not in {
         m.name for m in cat.models_in(cat.environment(env))

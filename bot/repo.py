@@ -23,7 +23,8 @@ import os
 import re
 import subprocess
 import tarfile
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,102 @@ def default_workdir(remote: str) -> Path:
     return base / hashlib.sha256(remote.encode()).hexdigest()[:16]
 
 
+class _BlobReader:
+    """One ``git cat-file --batch-command`` process answering "what is at COMMIT:PATH".
+
+    Texts are remembered by blob id (a blob never changes), so a file that did not change since
+    the last pass is neither read nor decoded again, and the very same string comes back — which
+    is what lets the planner's parse memo answer without parsing. Bounded; thread-safe.
+    """
+
+    LIMIT = 50_000
+
+    def __init__(self, workdir: Path) -> None:
+        self._proc = subprocess.Popen(
+            ["git", "cat-file", "--batch-command", "--buffer"],
+            cwd=workdir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self._lock = threading.Lock()
+        self._texts: dict[str, str] = {}
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def _ask(self, command: str) -> tuple[str, int] | None:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(command.encode() + b"\nflush\n")
+        self._proc.stdin.flush()
+        header = self._proc.stdout.readline().decode().split()
+        if len(header) != 3:  # "<object> missing", "<object> ambiguous"
+            return None
+        return header[0], int(header[2]) if header[1] == "blob" else -1
+
+    def text(self, commit: str, path: str) -> str | None:
+        if "\n" in path or not path or path.startswith("/"):
+            return None
+        with self._lock:
+            found = self._ask(f"info {commit}:{path}")
+            if found is None or found[1] < 0:
+                return None
+            blob, size = found
+            if blob in self._texts:
+                return self._texts[blob]
+            assert self._proc.stdout is not None
+            self._proc.stdin.write(f"contents {blob}\nflush\n".encode())  # type: ignore[union-attr]
+            self._proc.stdin.flush()  # type: ignore[union-attr]
+            self._proc.stdout.readline()  # the header again
+            raw = self._proc.stdout.read(size + 1)[:-1]  # content, then a newline
+        text = raw.decode("utf-8", errors="replace")
+        if len(self._texts) >= self.LIMIT:
+            self._texts.clear()
+        self._texts[blob] = text
+        return text
+
+    def close(self) -> None:
+        if self.alive():
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            self._proc.wait(timeout=10)
+
+
+class Tree(Mapping[str, str]):
+    """The files of one commit as a read-only mapping, each read when first asked for.
+
+    Observation hands this to the planner as ``RepoState.main_files``: a pass then reads exactly
+    the files its keys need, through one git process, and never a file it does not ask for.
+    """
+
+    def __init__(self, commit: str, blobs: _BlobReader) -> None:
+        self.commit = commit
+        self._blobs = blobs
+        self._read: dict[str, str | None] = {}
+
+    def get(self, path: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        if path not in self._read:
+            self._read[path] = self._blobs.text(self.commit, path)
+        found = self._read[path]
+        return default if found is None else found
+
+    def __getitem__(self, path: str) -> str:
+        found = self.get(path)
+        if found is None:
+            raise KeyError(path)
+        return found
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self.get(path) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        # Only what was read: a full listing is what this view exists to avoid.
+        return iter([p for p, t in self._read.items() if t is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for t in self._read.values() if t is not None)
+
+
 class EnvRepo:
     """``token``, when given, is asked for a fresh token before each fetch or push over HTTPS
     (a GitHub App's installation token): it goes to git as an HTTP header through the
@@ -113,6 +210,7 @@ class EnvRepo:
         self.branch = branch
         self.token = token
         self._repo: git.Repo | None = None
+        self._blobs: _BlobReader | None = None
 
     def auth_env(self) -> dict[str, str]:
         if self.token is None or not self.remote.startswith("https://"):
@@ -149,6 +247,15 @@ class EnvRepo:
                 raise TransientUpstreamError(f"git remote {self.remote} unreachable: {stderr}") from exc
             raise PermanentUpstreamError(f"git {args[0]} failed: {stderr or exc}") from exc
 
+    def _git_input(self, args: list[str], stdin: str) -> str:
+        """A local git command fed on standard input (for lists too long for a command line)."""
+        done = subprocess.run(
+            ["git", *args], cwd=self.workdir, input=stdin, capture_output=True, text=True, check=False
+        )
+        if done.returncode:
+            raise PermanentUpstreamError(f"git {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
     def sync(self) -> None:
         """Clone on first use, fetch (pruning deleted branches) after that."""
         try:
@@ -182,23 +289,76 @@ class EnvRepo:
         except git.GitCommandError:
             return None
 
+    def tree(self, ref: str | None = None) -> Tree:
+        """A read-only view of one commit's files (main by default), read as they are asked for."""
+        commit = self._git("rev-parse", f"{ref or self.main_ref}^{{commit}}")
+        if self._blobs is None or not self._blobs.alive():
+            self._blobs = _BlobReader(self.workdir)
+        return Tree(commit, self._blobs)
+
     def list_files(self, ref: str | None = None) -> list[str]:
         out = self._git("ls-tree", "-r", "--name-only", ref or self.main_ref)
         return [line for line in out.splitlines() if line]
 
-    def bot_branches(self) -> dict[str, BotBranch]:
-        out = self._git("for-each-ref", "--format=%(refname)", f"refs/remotes/origin/{BOT_PREFIX}")
-        branches = {}
-        for ref in out.splitlines():
+    def bot_branches(self, patterns: Iterable[str] = ()) -> dict[str, BotBranch]:
+        """Open bot branches (those under ``releasebot/`` matching any of ``patterns``, e.g.
+        ``releasebot/*/fraud/*``; all when none is given), in two git calls however many."""
+        wanted = [f"refs/remotes/origin/{p}" for p in patterns] or [f"refs/remotes/origin/{BOT_PREFIX}"]
+        fmt = "--format=%(refname)%1f%(objectname)%1f%(contents)%1e"
+        out = self._git("for-each-ref", fmt, *wanted)
+        heads: dict[str, tuple[str, dict[str, str]]] = {}
+        for record in out.split("\x1e"):
+            if not record.strip():
+                continue
+            ref, head, message = record.lstrip("\n").split("\x1f", 2)
             name = ref.removeprefix("refs/remotes/origin/")
-            head = self._git("rev-parse", ref)
-            found = trailers(self._git("log", "-1", "--format=%B", ref))
-            authors = self._git("log", "--format=%H %ae", f"{self.main_ref}..{ref}")
-            humans = tuple(line.split()[0] for line in authors.splitlines() if line.split()[1:] != [BOT_EMAIL])
-            branches[name] = BotBranch(
-                name, head, found.get("Releasebot-Version"), found.get("Releasebot-Fingerprint"), humans
+            if name.startswith(BOT_PREFIX):
+                heads[name] = (head, trailers(message))
+        humans = self._human_commits({head for head, _ in heads.values()})
+        return {
+            name: BotBranch(
+                name, head, found.get("Releasebot-Version"), found.get("Releasebot-Fingerprint"), humans[head]
             )
-        return branches
+            for name, (head, found) in heads.items()
+        }
+
+    def bot_branch(self, name: str) -> BotBranch | None:
+        return self.bot_branches([name]).get(name)
+
+    def _human_commits(self, heads: set[str]) -> dict[str, tuple[str, ...]]:
+        """For each head, the commits between main and it that releasebot did not author.
+
+        One ``git log`` lists every commit reachable from some head and not from main; each
+        head's own commits are then found by walking parents inside that set (a commit reached
+        through a commit of main would be on main too, so the walk never needs to leave it).
+        """
+        if not heads:
+            return {}
+        out = self._git_input(
+            ["log", "--format=%H %P%x1f%ae", "--stdin"],
+            "".join(f"{h}\n" for h in sorted(heads)) + f"^{self.main_ref}\n",
+        )
+        commits: dict[str, tuple[list[str], str]] = {}
+        for line in out.splitlines():
+            if "\x1f" in line:
+                shas, email = line.split("\x1f", 1)
+                sha, *parents = shas.split()
+                commits[sha] = (parents, email)
+        order = {sha: i for i, sha in enumerate(commits)}  # git log's order: newest first
+        found = {}
+        for head in heads:
+            seen, todo, humans = set(), [head], []
+            while todo:
+                sha = todo.pop()
+                if sha in seen or sha not in commits:
+                    continue
+                seen.add(sha)
+                parents, email = commits[sha]
+                if email != BOT_EMAIL:
+                    humans.append(sha)
+                todo.extend(parents)
+            found[head] = tuple(sorted(humans, key=order.__getitem__))
+        return found
 
     def export(self, sha: str, branch: str, dest: Path, pull_number: int | None = None) -> None:
         """Write the tree of commit ``sha`` into ``dest``, fetching it first if need be: from the

@@ -16,12 +16,12 @@ facts (running canaries) are worked out once per environment, and only when a ch
 
 from __future__ import annotations
 
-from bot.catalog import Catalog, Environment, Model
+from bot.catalog import Catalog
 from bot.plan.capacity import Canaries, _plan_capacity, attach_capacity, canary_edit
 from bot.plan.drift import _plan_alert, _plan_retrain
 from bot.plan.facts import served
 from bot.plan.pins import hold, pin_edit, rollback, unblock
-from bot.plan.release import _plan_release, registry_wants, release_edit
+from bot.plan.release import _plan_release, models_to_plan, registry_wants, release_edit
 from bot.plan.types import (
     CAPACITY_KEY_MODEL,
     TRAILERS,
@@ -66,6 +66,7 @@ __all__ = [
     "canary_edit",
     "fingerprint",
     "hold",
+    "models_to_plan",
     "pin_edit",
     "plan",
     "registry_wants",
@@ -74,17 +75,6 @@ __all__ = [
     "served",
     "unblock",
 ]
-
-
-def models_to_plan(cat: Catalog, env: Environment, model: str | None) -> tuple[Model, ...]:
-    """The environment's models, or just ``model`` when it is one of them."""
-    if model is None:
-        return cat.models_in(env)
-    try:
-        found = cat.model(model)
-    except KeyError:
-        return ()
-    return (found,) if found.environments is None or env.name in found.environments else ()
 
 
 def plan(

@@ -138,11 +138,27 @@ def _plan_release(
     return [change], [], []
 
 
-def registry_wants(cat: Catalog, repo: RepoState) -> dict[str, set[str]]:
-    """Which registered models, and which extra versions (those serving today), to read."""
+def models_to_plan(cat: Catalog, env: Environment, model: str | None) -> tuple[Model, ...]:
+    """The environment's models, or just ``model`` when it is one of them."""
+    if model is None:
+        return cat.models_in(env)
+    try:
+        found = cat.model(model)
+    except KeyError:
+        return ()
+    return (found,) if found.environments is None or env.name in found.environments else ()
+
+
+def registry_wants(
+    cat: Catalog, repo: RepoState, env: str | None = None, model: str | None = None
+) -> dict[str, set[str]]:
+    """Which registered models, and which extra versions (those serving today), to read: for
+    every key of the catalog, or only those of ``env`` and ``model``."""
     wanted: dict[str, set[str]] = {}
     for e in cat.environments:
-        for m in cat.models_in(e):
+        if env is not None and e.name != env:
+            continue
+        for m in models_to_plan(cat, e, model):
             extra = wanted.setdefault(m.registered_model, set())
             path = isvc.path_of(e.name, m.name)
             text = repo.main_files.get(path)

@@ -1,0 +1,114 @@
+"""Observation reads only what the keys need: a real git remote, the example catalog.
+
+A pass over one model must read that model's manifests and branches only, whatever the size of
+the fleet; a full pass reads main through one git process. These tests look at what was read,
+not at how long it took (that is the benchmarks' business).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from bot.plan import Key, ModelState, RegistrySnapshot, plan, registry_wants
+from bot.reconcile import observe
+from bot.repo import BOT_EMAIL, EnvRepo
+
+
+def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    import os
+
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+    )
+    return done.stdout.strip()
+
+
+def _remote(env_repo: Path, tmp_path: Path) -> Path:
+    remote = tmp_path / "envs.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(env_repo), str(remote)], check=True)
+    return remote
+
+
+def _push_branch(remote: Path, tmp_path: Path, branch: str, author: str) -> str:
+    """A branch with one commit by ``author`` (an email), pushed to the remote."""
+    work = tmp_path / f"w-{branch.replace('/', '-')}"
+    subprocess.run(["git", "clone", "--quiet", str(remote), str(work)], check=True)
+    git(work, "checkout", "-q", "-b", branch)
+    (work / "note.txt").write_text(branch)
+    git(work, "add", "note.txt")
+    who = {"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": author, "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": author}
+    git(work, "commit", "-q", "-m", f"work on {branch}", env=who)
+    git(work, "push", "-q", "origin", branch)
+    return git(work, "rev-parse", "HEAD")
+
+
+def test_a_pass_over_one_model_reads_only_that_models_files(env_repo: Path, tmp_path: Path) -> None:
+    repo = EnvRepo(str(_remote(env_repo, tmp_path)), tmp_path / "work")
+    cat, state, _ = observe(repo, lambda c: None, model="credit-risk")  # type: ignore[arg-type,return-value]
+    wants = registry_wants(cat, state, model="credit-risk")
+    assert set(wants) == {"credit-risk"}
+    empty = RegistrySnapshot("http://mlflow", {"credit-risk": ModelState("credit-risk", ())})
+    plan(cat, empty, state, model="credit-risk")
+    read = set(state.main_files)  # the view lists what was read, nothing else
+    assert read == {
+        "releasebot.yaml",
+        "staging/credit-risk/inferenceservice.yaml",
+        "production/credit-risk/inferenceservice.yaml",
+    }
+    assert "staging/credit-risk/inferenceservice.yaml" in state.main_files
+    assert "staging/nope/inferenceservice.yaml" not in state.main_files
+
+
+def test_a_full_pass_reads_every_key_through_one_view(env_repo: Path, tmp_path: Path) -> None:
+    repo = EnvRepo(str(_remote(env_repo, tmp_path)), tmp_path / "work")
+    cat, state, _ = observe(repo, lambda c: None)  # type: ignore[arg-type,return-value]
+    wants = registry_wants(cat, state)
+    assert set(wants) == {"fraud-detector", "review-sentiment", "credit-risk"}
+    isvcs = {p for p in state.main_files if p.endswith("/inferenceservice.yaml")}
+    assert len(isvcs) == sum(len(cat.models_in(e)) for e in cat.environments) == 8
+    assert (
+        state.main_files["dev/fraud-detector/inferenceservice.yaml"]
+        == (env_repo / "dev/fraud-detector/inferenceservice.yaml").read_text()
+    )
+
+
+def test_branches_are_read_for_the_keys_asked_with_their_authors(env_repo: Path, tmp_path: Path) -> None:
+    remote = _remote(env_repo, tmp_path)
+    person = _push_branch(remote, tmp_path, "releasebot/staging/credit-risk/release", "alice@example.com")
+    _push_branch(remote, tmp_path, "releasebot/production/credit-risk/pin", BOT_EMAIL)
+    _push_branch(remote, tmp_path, "releasebot/staging/fraud-detector/release", BOT_EMAIL)
+    _push_branch(remote, tmp_path, "releasebot/staging/karpenter/capacity", BOT_EMAIL)
+    repo = EnvRepo(str(remote), tmp_path / "work")
+
+    _, by_model, _ = observe(repo, lambda c: None, model="credit-risk")  # type: ignore[arg-type,return-value]
+    assert set(by_model.branches) == {"releasebot/staging/credit-risk/release", "releasebot/production/credit-risk/pin"}
+    assert by_model.branches["releasebot/staging/credit-risk/release"].human_commits == (person,)
+    assert by_model.branches["releasebot/production/credit-risk/pin"].human_commits == ()
+
+    _, by_env, _ = observe(repo, lambda c: None, env="staging")  # type: ignore[arg-type,return-value]
+    assert set(by_env.branches) == {
+        "releasebot/staging/credit-risk/release",
+        "releasebot/staging/fraud-detector/release",
+        "releasebot/staging/karpenter/capacity",
+    }
+    _, one, _ = observe(repo, lambda c: None, env="staging", model="fraud-detector")  # type: ignore[arg-type,return-value]
+    assert set(one.branches) == {"releasebot/staging/fraud-detector/release"}
+    _, everything, _ = observe(repo, lambda c: None)  # type: ignore[arg-type,return-value]
+    assert len(everything.branches) == 4
+    assert (
+        repo.bot_branch("releasebot/staging/credit-risk/release")
+        == by_model.branches["releasebot/staging/credit-risk/release"]
+    )
+    assert repo.bot_branch("releasebot/dev/none/release") is None
+
+
+def test_an_unchanged_file_is_not_read_again(env_repo: Path, tmp_path: Path) -> None:
+    """Across passes (as in ``serve``) a blob that did not change comes back as the same text."""
+    repo = EnvRepo(str(_remote(env_repo, tmp_path)), tmp_path / "work")
+    first = repo.tree().get("dev/fraud-detector/inferenceservice.yaml")
+    second = repo.tree().get("dev/fraud-detector/inferenceservice.yaml")
+    assert first is not None and first is second
+    assert repo.tree().get("dev/fraud-detector") is None  # a folder is not a file
+    assert repo.tree().get("../outside") is None
+    assert Key("dev", "m", "release").branch == "releasebot/dev/m/release"
