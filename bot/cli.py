@@ -26,7 +26,7 @@ from bot.forge import forges
 from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, plan_render, write_changes
 from bot.plan import Change, Note
 from bot.reconcile import make_plan, observe, pin_change, reconcile, write_back
-from bot.registry import Registry
+from bot.registry import Registry, registry_cache
 from bot.repo import EnvRepo, default_workdir, init_repository, local_or_url
 from bot.validate import validate_repo
 
@@ -138,7 +138,7 @@ def _repo(args: argparse.Namespace) -> EnvRepo:
 def _registry_for(args: argparse.Namespace):
     def make(cat: Catalog) -> Registry:
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or cat.tracking_uri
-        return Registry(uri, cat.storage_uri_map)
+        return Registry(uri, cat.storage_uri_map, cache_file=registry_cache(_repo(args).workdir))
 
     return make
 

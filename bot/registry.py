@@ -6,6 +6,13 @@ may need: the physical artifact location mapped to a ``storageUri`` KServe can r
 metrics, params, tags and dataset lineage. The result is a frozen :class:`RegistrySnapshot`;
 nothing downstream talks to MLflow.
 
+Reads scale with the keys, not the fleet: a pass over a few models asks for each model and
+version; a pass over many pages through MLflow's searches (a registered model carries all its
+aliases, a version search returns the tags of many versions at once). What never changes — a
+version's artifact location, a run's metrics and lineage, a drift run's result — is read once
+and remembered, in memory and, when given a cache file, across processes; what can change
+(aliases, version tags such as the drift verdict) is read every pass.
+
 MLflow's client retries a failing server for minutes by default; this adapter bounds retries and
 timeouts, and turns failures into :class:`TransientUpstreamError` (unreachable, 5xx) or
 :class:`PermanentUpstreamError` (a deleted version, a URI KServe cannot read). It never writes.
@@ -21,7 +28,14 @@ from typing import Any
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
 from bot.plan.types import Dataset, ModelState, RegistrySnapshot, Version
 
-__all__ = ["Dataset", "ModelState", "Registry", "RegistrySnapshot", "Version", "map_storage_uri"]
+__all__ = ["Dataset", "ModelState", "Registry", "RegistrySnapshot", "Version", "map_storage_uri", "registry_cache"]
+
+# Past this many registered models in one pass, read through MLflow's searches instead of one
+# request per model: a search page carries a thousand models' aliases.
+BULK = 10
+SEARCH_PAGE = 1000  # MLflow's maximum for registered model searches
+VERSIONS_PAGE = 10_000
+NAMES_PER_SEARCH = 50  # a search is a GET: its filter must fit comfortably in a URL
 
 # Schemes KServe's storage initializer can download from.
 KSERVE_SCHEMES = ("s3://", "gs://", "https://", "http://", "pvc://", "hdfs://", "webhdfs://", "oci://", "hf://")
@@ -47,7 +61,12 @@ class Registry:
     """A read-only view of an MLflow tracking server (or local store) with bounded retries."""
 
     def __init__(
-        self, tracking_uri: str, storage_uri_map: Iterable[tuple[str, str]] = (), timeout: int = 10, retries: int = 1
+        self,
+        tracking_uri: str,
+        storage_uri_map: Iterable[tuple[str, str]] = (),
+        timeout: int = 10,
+        retries: int = 1,
+        cache_file: Path | None = None,
     ) -> None:
         # Read by MLflow on every request; set only where the operator has not chosen otherwise.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
@@ -58,6 +77,7 @@ class Registry:
         self.tracking_uri = tracking_uri
         self.storage_uri_map = tuple(storage_uri_map)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.cache = _Immutable(cache_file, tracking_uri)
 
     def _call(self, what: str, fn: Any, *args: Any) -> Any:
         from mlflow.exceptions import MlflowException
@@ -81,45 +101,60 @@ class Registry:
         model = self._call(f"registered model {registered_model!r}", self.client.get_registered_model, registered_model)
         return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
-    def version(self, registered_model: str, version: str) -> Version:
+    def version(self, registered_model: str, version: str, mv: Any = None) -> Version:
+        """One version with its evidence; ``mv`` is its registry record when a search already
+        brought it (its tags are the only part read afresh every pass)."""
         where = f"{registered_model} version {version}"
-        mv = self._call(where, self.client.get_model_version, registered_model, version)
-        raw_uri = self._call(where, self.client.get_model_version_download_uri, registered_model, version)
+        if mv is None:
+            mv = self._call(where, self.client.get_model_version, registered_model, version)
+        raw_uri = self.cache.get("uri", f"{registered_model}/{version}")
+        if raw_uri is None:
+            raw_uri = self._call(where, self.client.get_model_version_download_uri, registered_model, version)
+            self.cache.put("uri", f"{registered_model}/{version}", raw_uri)
         storage_uri = map_storage_uri(raw_uri, self.storage_uri_map, where)
-        metrics: dict[str, float] = {}
-        params: dict[str, str] = {}
-        run_tags: dict[str, str] = {}
-        datasets: list[Dataset] = []
-        experiment_id = None
-        if mv.run_id:
-            run = self._call(f"run {mv.run_id} of {where}", self.client.get_run, mv.run_id)
-            experiment_id = run.info.experiment_id
-            metrics, params = dict(run.data.metrics), dict(run.data.params)
-            run_tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
-            for di in run.inputs.dataset_inputs if run.inputs else []:
-                d = di.dataset
-                datasets.append(Dataset(d.name, d.digest, d.source, d.source_type))
-        drift = self._drift_result(dict(mv.tags or {}))
+        run = self._run(mv.run_id, where) if mv.run_id else {}
+        tags = dict(mv.tags or {})
         return Version(
-            drift=drift,
+            drift=self._drift_result(tags),
             registered_model=registered_model,
             version=str(mv.version),
             storage_uri=storage_uri,
             run_id=mv.run_id or None,
             status=str(mv.status),
-            experiment_id=experiment_id,
-            metrics=tuple(sorted(metrics.items())),
-            params=tuple(sorted(params.items())),
-            tags=tuple(sorted((mv.tags or {}).items())),
-            run_tags=tuple(sorted(run_tags.items())),
-            datasets=tuple(datasets),
+            experiment_id=run.get("experiment_id"),
+            metrics=tuple(sorted((k, float(v)) for k, v in run.get("metrics", {}).items())),
+            params=tuple(sorted(run.get("params", {}).items())),
+            tags=tuple(sorted(tags.items())),
+            run_tags=tuple(sorted(run.get("tags", {}).items())),
+            datasets=tuple(Dataset(*d) for d in run.get("datasets", [])),
         )
+
+    def _run(self, run_id: str, where: str) -> dict[str, Any]:
+        """A run's evidence (experiment, metrics, params, tags, datasets), read once."""
+        found = self.cache.get("run", run_id)
+        if found is None:
+            run = self._call(f"run {run_id} of {where}", self.client.get_run, run_id)
+            found = {
+                "experiment_id": run.info.experiment_id,
+                "metrics": dict(run.data.metrics),
+                "params": dict(run.data.params),
+                "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+                "datasets": [
+                    [di.dataset.name, di.dataset.digest, di.dataset.source, di.dataset.source_type]
+                    for di in (run.inputs.dataset_inputs if run.inputs else [])
+                ],
+            }
+            self.cache.put("run", run_id, found)
+        return found
 
     def _drift_result(self, tags: dict[str, str]) -> dict[str, Any] | None:
         """The drift job's result behind a version's ``releasebot.drift.*`` tags, when it found drift."""
         run_id = tags.get("releasebot.drift.run_id")
         if tags.get("releasebot.drift.status") != "drift" or not run_id:
             return None
+        found = self.cache.get("drift", run_id)
+        if found is not None:
+            return found
         import json
         import tempfile
 
@@ -128,27 +163,134 @@ class Registry:
                 path = self.client.download_artifacts(run_id, "drift-result.json", tmp)
                 result = json.loads(Path(path).read_text(encoding="utf-8"))
             result["experimentId"] = self.client.get_run(run_id).info.experiment_id
-            return result
         except Exception:  # the tags alone still say drift; the table is a nicety
             return {"runId": run_id, "columnResults": [], "experimentId": None}
+        self.cache.put("drift", run_id, result)
+        return result
 
     def snapshot(self, wanted: dict[str, set[str]]) -> RegistrySnapshot:
         """Aliases of every registered model in ``wanted``, plus the versions they point at and
         the extra versions named (for instance those serving today, to compare metrics)."""
-        models = {}
+        bulk = len(wanted) >= BULK
+        aliases = self._all_aliases(set(wanted)) if bulk else {}
+        records = self._version_records(sorted(wanted)) if bulk else {}
+        models, problems = {}, {}
         for name, extra in sorted(wanted.items()):
-            aliases = self.aliases(name)
-            versions = {}
-            for v in sorted(set(aliases.values()), key=_version_order):
-                versions[v] = self.version(name, v)
-            for v in sorted(extra - set(versions), key=_version_order):
-                # Versions serving today are read for comparison only; one may have been deleted.
-                try:
-                    versions[v] = self.version(name, v)
-                except PermanentUpstreamError:
-                    continue
-            models[name] = ModelState(name, tuple(sorted(aliases.items())), versions)
-        return RegistrySnapshot(self.tracking_uri, models)
+            # A model that cannot be read (deleted, an artifact location KServe cannot use) fails
+            # its own keys; an unreachable server (transient) fails the pass, to be retried.
+            try:
+                models[name] = self._model(name, extra, aliases if bulk else None, records)
+            except PermanentUpstreamError as exc:
+                problems[name] = str(exc)
+        self.cache.save()
+        return RegistrySnapshot(self.tracking_uri, models, problems)
+
+    def _model(
+        self, name: str, extra: set[str], aliases: dict[str, dict[str, str]] | None, records: dict[tuple[str, str], Any]
+    ) -> ModelState:
+        if aliases is not None and name not in aliases:
+            raise PermanentUpstreamError(f"MLflow: registered model {name!r} does not exist")
+        found = aliases[name] if aliases is not None else self.aliases(name)
+        versions = {}
+        for v in sorted(set(found.values()), key=_version_order):
+            versions[v] = self.version(name, v, records.get((name, v)))
+        for v in sorted(extra - set(versions), key=_version_order):
+            # Versions serving today are read for comparison only; one may have been deleted.
+            if aliases is not None and (name, v) not in records:
+                continue
+            try:
+                versions[v] = self.version(name, v, records.get((name, v)))
+            except PermanentUpstreamError:
+                continue
+        return ModelState(name, tuple(sorted(found.items())), versions)
+
+    def _all_aliases(self, names: set[str]) -> dict[str, dict[str, str]]:
+        """Aliases of the registered models named, from MLflow's paged search of all of them."""
+        found: dict[str, dict[str, str]] = {}
+        token = None
+        while True:
+            page = self._call(
+                "search registered models", self.client.search_registered_models, None, SEARCH_PAGE, None, token
+            )
+            for model in page:
+                if model.name in names:
+                    found[model.name] = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+            token = page.token
+            if not token:
+                return found
+
+    def _version_records(self, names: list[str]) -> dict[tuple[str, str], Any]:
+        """Every version of the named models (tags included), a few dozen models per search."""
+        found = {}
+        for i in range(0, len(names), NAMES_PER_SEARCH):
+            quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in names[i : i + NAMES_PER_SEARCH])
+            token = None
+            while True:
+                page = self._call(
+                    "search model versions",
+                    self.client.search_model_versions,
+                    f"name IN ({quoted})",
+                    VERSIONS_PAGE,
+                    None,
+                    token,
+                )
+                for mv in page:
+                    found[(mv.name, str(mv.version))] = mv
+                token = page.token
+                if not token:
+                    break
+        return found
+
+
+class _Immutable:
+    """Facts MLflow never changes, by kind and key, optionally kept in a JSON file.
+
+    A version's artifact location and a run's evidence are fixed once written; remembering them
+    makes a pass cost the mutable reads only. The file is a cache: unreadable means empty, and
+    it is replaced whole (never half-written) when something new was learned.
+    """
+
+    def __init__(self, path: Path | None, tracking_uri: str) -> None:
+        self.path, self.scope = path, tracking_uri
+        self.data: dict[str, dict[str, Any]] = {}
+        self.dirty = False
+        if path is not None:
+            try:
+                import json
+
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                if loaded.get("scope") == tracking_uri and loaded.get("format") == 1:
+                    self.data = loaded["facts"]
+            except (OSError, ValueError, KeyError, AttributeError):
+                self.data = {}
+
+    def get(self, kind: str, key: str) -> Any:
+        return self.data.get(kind, {}).get(key)
+
+    def put(self, kind: str, key: str, value: Any) -> None:
+        self.data.setdefault(kind, {})[key] = value
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        import json
+        import tempfile
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, encoding="utf-8") as out:
+                json.dump({"format": 1, "scope": self.scope, "facts": self.data}, out)
+            os.replace(out.name, self.path)
+            self.dirty = False
+        except OSError:
+            pass  # a cache that cannot be written costs reads, nothing else
+
+
+def registry_cache(workdir: Path) -> Path:
+    """Where the immutable registry facts of a clone's passes are kept: inside its git folder,
+    which is the bot's own and never part of a commit."""
+    return workdir / ".git" / "releasebot" / "registry-facts.json"
 
 
 def _version_order(v: str) -> int:

@@ -31,7 +31,7 @@ from bot.intake import CheckRequest, CommandRequest
 from bot.metrics import Metrics
 from bot.plan import Note, registry_wants
 from bot.reconcile import make_plan, observe, pin_change, reconcile, write_back
-from bot.registry import Registry, RegistrySnapshot
+from bot.registry import Registry, RegistrySnapshot, registry_cache
 from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.server import Receiver, Settings
 from bot.validate import validate_repo
@@ -94,12 +94,21 @@ class Service:
                 self.repo.token = github.tokens.token
         self.forge_for = forges(self.repo, config, metrics, github)
         self.lock = threading.Lock()
+        self._registry: Registry | None = None
         self.done: deque[str] = deque(maxlen=1000)  # what the work did lately, newest last (also logged)
         with self.lock:
             self._catalog = observe(self.repo, self.registry_for)[0]
 
     def registry_for(self, cat: Catalog) -> Registry:
-        return Registry(self.tracking_uri or cat.tracking_uri, cat.storage_uri_map)
+        # One registry for as long as the settings hold: what it learned of immutable facts
+        # (artifact locations, run evidence) serves every later pass.
+        uri = self.tracking_uri or cat.tracking_uri
+        if self._registry is None or (self._registry.tracking_uri, self._registry.storage_uri_map) != (
+            uri,
+            cat.storage_uri_map,
+        ):
+            self._registry = Registry(uri, cat.storage_uri_map, cache_file=registry_cache(self.repo.workdir))
+        return self._registry
 
     def catalog(self) -> Catalog:
         return self._catalog

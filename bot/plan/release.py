@@ -65,6 +65,8 @@ def _plan_release(
     path = isvc.path_of(env.name, model.name)
     branch = repo.branches.get(key.branch)
     state = registry.models.get(model.registered_model)
+    if model.registered_model in registry.problems:
+        return _noted(Note(key, registry.problems[model.registered_model], error=True))
     text = repo.main_files.get(path)
     if text is None:
         return _noted(Note(key, f"{path} is not on the main branch; run `releasebot render` first", error=True))

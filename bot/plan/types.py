@@ -74,6 +74,8 @@ class ModelState:
 class RegistrySnapshot:
     tracking_uri: str
     models: dict[str, ModelState]
+    # Registered models that could not be read, with why: their keys fail, the others go on.
+    problems: dict[str, str] = field(default_factory=dict)
 
 
 # --- the environments repository, as observed ------------------------------------------------
