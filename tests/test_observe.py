@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from bot.plan import Key, ModelState, RegistrySnapshot, plan, registry_wants
+from bot.plan import Change, FileEdit, Key, ModelState, RegistrySnapshot, plan, registry_wants
 from bot.reconcile import observe
 from bot.repo import BOT_EMAIL, EnvRepo
 
@@ -112,3 +112,41 @@ def test_an_unchanged_file_is_not_read_again(env_repo: Path, tmp_path: Path) -> 
     assert repo.tree().get("dev/fraud-detector") is None  # a folder is not a file
     assert repo.tree().get("../outside") is None
     assert Key("dev", "m", "release").branch == "releasebot/dev/m/release"
+
+
+def _change(key: Key, path: str, old: str, new: str) -> Change:
+    return Change(key, "branch", (FileEdit(path, old, new, ("x",)),), "1", None, f"{key.branch}\n", "t", "b", "fp")
+
+
+def test_two_keys_written_at_once_both_land_and_the_working_tree_is_untouched(env_repo: Path, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    remote = _remote(env_repo, tmp_path)
+    repo = EnvRepo(str(remote), tmp_path / "work")
+    repo.sync()
+    changes = []
+    for model in ("fraud-detector", "credit-risk"):
+        path = f"staging/{model}/inferenceservice.yaml"
+        old = repo.tree().get(path)
+        assert old is not None
+        changes.append(_change(Key("staging", model, "release"), path, old, old + "# changed\n"))
+    with ThreadPoolExecutor(2) as pool:
+        heads = list(pool.map(lambda c: repo.push_branch(c, None), changes))
+    for change, head in zip(changes, heads, strict=True):
+        assert git(remote, "rev-parse", f"refs/heads/{change.key.branch}") == head
+        assert git(remote, "show", f"{head}:{change.edits[0].path}").endswith("# changed")
+        assert git(remote, "diff", "--name-only", f"{head}^", head) == change.edits[0].path
+    assert git(tmp_path / "work", "status", "--porcelain") == ""
+
+
+def test_a_file_changed_since_planning_is_a_conflict(env_repo: Path, tmp_path: Path) -> None:
+    import pytest
+
+    from bot.errors import ConflictError
+
+    repo = EnvRepo(str(_remote(env_repo, tmp_path)), tmp_path / "work")
+    repo.sync()
+    path = "dev/fraud-detector/inferenceservice.yaml"
+    stale = _change(Key("dev", "fraud-detector", "release"), path, "not what main has\n", "new\n")
+    with pytest.raises(ConflictError, match="changed on main since it was planned"):
+        repo.commit_to_main(stale)
