@@ -96,6 +96,14 @@ def table(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
     return out
 
 
+def text_table(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
+    """The same rows aligned for a terminal (the CLI and the demo)."""
+    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
+    out = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    out += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return out
+
+
 def _row(key: Key, action: str, before: str, after: str, branch: str, detail: str) -> dict[str, str]:
     return {
         "environment": key.environment,

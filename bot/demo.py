@@ -124,7 +124,7 @@ def _run_demo(directory: Path, say) -> int:
     import logging
     import warnings
 
-    from bot import cli
+    from bot.generate import init_environments
 
     # The demo shows releasebot's output; MLflow's own notices would drown it.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
@@ -165,29 +165,29 @@ def _run_demo(directory: Path, say) -> int:
     catalog.write_text(_catalog(tracking_uri, artifacts))
     envs = directory / "environments"
     say("\n== 2. releasebot init")
-    if cli.main(["init", str(envs), "--catalog", str(catalog)]) != 0:
-        return 1
-    loop = ["--repo", str(envs), "--workdir", str(directory / "workdir"), "--tracking-uri", tracking_uri]
+    made = init_environments(envs, catalog)
+    say(f"Created {made.path} ({made.files} files, commit {made.commit[:12]} on {made.branch}).")
+    loop = _Loop(envs, directory / "workdir", tracking_uri, say)
 
     say("\n== 3. releasebot plan / reconcile")
-    cli.main(["plan", *loop])
-    if cli.main(["reconcile", *loop]) != 0:
+    loop.plan()
+    if not loop.reconcile():
         return 1
 
     say("\n== 4. A new version: v3 becomes @candidate, v2 is promoted to @champion")
     v3 = _train(tracking_uri, 10.0)
     client.set_registered_model_alias(MODEL, "candidate", v3)
     client.set_registered_model_alias(MODEL, "champion", v2)
-    cli.main(["plan", *loop])
-    if cli.main(["reconcile", *loop]) != 0:
+    loop.plan()
+    if not loop.reconcile():
         return 1
     say("\n== 5. Reconciling again changes nothing")
-    cli.main(["reconcile", *loop])
+    loop.reconcile()
 
     say("\n== Summary")
     say(_git(envs, "log", "--oneline", "--all", "--decorate").rstrip())
     say("\nhistory of iris-classifier:")
-    cli.main(["history", MODEL, *loop])
+    loop.history(MODEL)
     say("\nproposed for production (branch releasebot/production/iris-classifier/release):")
     say(_git(envs, "diff", "main", "releasebot/production/iris-classifier/release").rstrip())
     served = yamlio.to_plain(yamlio.load_file(envs / "dev" / MODEL / "inferenceservice.yaml"))
@@ -197,3 +197,53 @@ def _run_demo(directory: Path, say) -> int:
     )
     say(f"\nEverything is under {directory}: mlflow/ (the store), environments/ (the repo).")
     return 0
+
+
+class _Loop:
+    """The release loop's library calls, printed the way the CLI prints them."""
+
+    def __init__(self, envs: Path, workdir: Path, tracking_uri: str, say) -> None:
+        from bot.forge import forges
+        from bot.registry import Registry, registry_cache
+        from bot.repo import EnvRepo, local_or_url
+
+        self.repo = EnvRepo(local_or_url(str(envs)), workdir)
+        self.say = say
+        self.registry_for = lambda cat: Registry(tracking_uri, cat.storage_uri_map, cache_file=registry_cache(workdir))
+        self.forge_for = forges(self.repo, os.environ)
+
+    def plan(self) -> None:
+        from bot.commands import plan_rows, text_table
+        from bot.reconcile import make_plan
+
+        _, p = make_plan(self.repo, self.registry_for)
+        rows = plan_rows(p)
+        columns = ["environment", "model", "action", "from", "to", "detail"]
+        self.say(
+            "\n".join(text_table(rows, columns))
+            if rows
+            else "Nothing to do: every environment serves what its alias says."
+        )
+
+    def reconcile(self) -> bool:
+        from bot.reconcile import reconcile
+
+        result = reconcile(self.repo, self.registry_for, self.forge_for)
+        for line in result.done:
+            self.say(line)
+        for note in result.plan.notes:
+            kind = "error" if note.error else "note"
+            print(f"{kind}: {note.key.environment}/{note.key.model}: {note.message}", file=sys.stderr)
+        if not result.done:
+            self.say("Nothing to change.")
+        return not result.plan.errors
+
+    def history(self, model: str) -> None:
+        from bot.commands import text_table
+
+        self.repo.sync()
+        rows = [
+            {"date": r.date, "environment": r.environment, "version": r.version, "run": r.run, "commit": r.sha[:12]}
+            for r in self.repo.history(model)
+        ]
+        self.say("\n".join(text_table(rows, ["date", "environment", "version", "run", "commit"])))

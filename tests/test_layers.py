@@ -95,3 +95,8 @@ def test_adapter_value_types_live_in_the_core() -> None:
 
     for name in ("Version", "ModelState", "RegistrySnapshot", "Dataset"):
         assert getattr(registry, name) is getattr(types, name)
+
+
+def test_the_demo_calls_library_functions_not_the_cli() -> None:
+    files = _module_files()
+    assert "bot.cli" not in _closure("bot.demo", files)
