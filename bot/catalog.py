@@ -12,6 +12,10 @@ blueprint folder it names exists).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -528,8 +532,39 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
     return problems
 
 
-def parse_catalog(text: str, source: str, root: Path) -> Catalog:
-    """Validate catalog text; raise :class:`InvalidInput` listing every problem found."""
+def parse_catalog(text: str, source: str, root: Path, cache: Path | None = None) -> Catalog:
+    """Validate catalog text; raise :class:`InvalidInput` listing every problem found.
+
+    With a ``cache`` folder, a text validated before (same text, folder and releasebot version)
+    is not parsed or validated again: its checked, plain form is read back from a JSON file. A
+    thousand-model catalog takes seconds to parse round-trip, and the release loop reads the
+    same catalog for every event until a pull request changes it.
+    """
+    remembered = _cache_file(cache, text, source, root) if cache is not None else None
+    if remembered is not None:
+        try:
+            return _build(json.loads(remembered.read_text(encoding="utf-8")), source, root)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # absent or unreadable: validate afresh
+    raw = _checked(text, source, root)
+    if remembered is not None:
+        try:
+            remembered.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=remembered.parent, delete=False, encoding="utf-8") as out:
+                json.dump(raw, out)
+            os.replace(out.name, remembered)
+        except OSError:
+            pass  # a cache that cannot be written costs a parse next time, nothing else
+    return _build(raw, source, root)
+
+
+def _cache_file(cache: Path, text: str, source: str, root: Path) -> Path:
+    digest = hashlib.sha256("\0".join([__version__, str(root), source, text]).encode()).hexdigest()[:32]
+    return cache / f"catalog-{digest}.json"
+
+
+def _checked(text: str, source: str, root: Path) -> dict[str, Any]:
+    """The catalog as plain data, once every check passed."""
     doc = yamlio.load(text, source)
     raw = yamlio.to_plain(doc)
     if not isinstance(raw, dict):
@@ -540,7 +575,7 @@ def parse_catalog(text: str, source: str, root: Path) -> Catalog:
     problems = _semantic_problems(raw, doc, source, root)
     if problems:
         raise InvalidInput(sorted(problems, key=lambda p: (p.line or 0, p.path)))
-    return _build(raw, source, root)
+    return raw
 
 
 def load_catalog(path: Path, source: str | None = None) -> Catalog:

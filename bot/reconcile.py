@@ -49,12 +49,13 @@ _catalogs: dict[tuple[str, str], Catalog] = {}
 
 def _catalog(text: str, root: Path) -> Catalog:
     """The parsed catalog, parsed once per distinct text (a catalog changes by pull request,
-    a long-running ``serve`` sees the same one for thousands of events)."""
+    a long-running ``serve`` sees the same one for thousands of events, and the CLI finds it
+    validated in the clone's own cache folder, beside the registry's remembered facts)."""
     key = (text, str(root))
     if key not in _catalogs:
         if len(_catalogs) >= 4:
             _catalogs.clear()
-        _catalogs[key] = parse_catalog(text, CATALOG_FILE, root)
+        _catalogs[key] = parse_catalog(text, CATALOG_FILE, root, cache=root / ".git" / "releasebot")
     return _catalogs[key]
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from bot.catalog import load_catalog, parse_catalog
 from bot.errors import InvalidInput, YamlError
-from tests.conftest import EXAMPLE_CATALOG
+from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_DIR
 
 
 def refuse(text: str) -> str:
@@ -113,3 +113,25 @@ def test_hostile_catalog_is_a_yaml_error(tmp_path: Path) -> None:
 def test_blueprint_folder_must_exist(example_text: str) -> None:
     text = example_text.replace("version: 1\n", "version: 1\nblueprints: ./nowhere\n")
     assert "blueprint folder './nowhere' does not exist" in refuse(text)
+
+
+def test_a_validated_catalog_is_read_back_from_the_cache_not_parsed_again(
+    tmp_path: Path, example_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import yamlio
+
+    cache = tmp_path / "cache"
+    first = parse_catalog(example_text, "releasebot.yaml", EXAMPLE_DIR, cache=cache)
+    [remembered] = list(cache.iterdir())
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(yamlio, "load", no_parsing)
+    assert parse_catalog(example_text, "releasebot.yaml", EXAMPLE_DIR, cache=cache) == first
+    monkeypatch.undo()
+    # Another text is validated afresh, and its problems are reported as always.
+    with pytest.raises(InvalidInput):
+        parse_catalog(example_text.replace("version: 1", "version: 2"), "releasebot.yaml", EXAMPLE_DIR, cache=cache)
+    remembered.write_text("{broken")
+    assert parse_catalog(example_text, "releasebot.yaml", EXAMPLE_DIR, cache=cache) == first
