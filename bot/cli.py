@@ -113,7 +113,7 @@ def _repo(args: argparse.Namespace) -> EnvRepo:
 def _registry_for(args: argparse.Namespace):
     def make(cat: Catalog) -> Registry:
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or cat.tracking_uri
-        return Registry(uri, cat.storage_uri_map, cache_file=registry_cache(_repo(args).workdir))
+        return Registry(uri, cat.storage_uri_map, cache_file=registry_cache(_repo(args).cache_dir))
 
     return make
 

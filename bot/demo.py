@@ -209,7 +209,9 @@ class _Loop:
 
         self.repo = EnvRepo(local_or_url(str(envs)), workdir)
         self.say = say
-        self.registry_for = lambda cat: Registry(tracking_uri, cat.storage_uri_map, cache_file=registry_cache(workdir))
+        self.registry_for = lambda cat: Registry(
+            tracking_uri, cat.storage_uri_map, cache_file=registry_cache(self.repo.cache_dir)
+        )
         self.forge_for = forges(self.repo, os.environ)
 
     def plan(self) -> None:

@@ -47,7 +47,7 @@ def _branch_patterns(env: str | None, model: str | None) -> list[str]:
 _catalogs: dict[tuple[str, str], Catalog] = {}
 
 
-def _catalog(text: str, root: Path) -> Catalog:
+def _catalog(text: str, root: Path, cache: Path) -> Catalog:
     """The parsed catalog, parsed once per distinct text (a catalog changes by pull request,
     a long-running ``serve`` sees the same one for thousands of events, and the CLI finds it
     validated in the clone's own cache folder, beside the registry's remembered facts)."""
@@ -55,7 +55,7 @@ def _catalog(text: str, root: Path) -> Catalog:
     if key not in _catalogs:
         if len(_catalogs) >= 4:
             _catalogs.clear()
-        _catalogs[key] = parse_catalog(text, CATALOG_FILE, root, cache=root / ".git" / "releasebot")
+        _catalogs[key] = parse_catalog(text, CATALOG_FILE, root, cache=cache)
     return _catalogs[key]
 
 
@@ -72,7 +72,7 @@ def observe(
     text = tree.get(CATALOG_FILE)
     if text is None:
         raise PermanentUpstreamError(f"{repo.remote} has no {CATALOG_FILE} on {repo.branch}")
-    cat = _catalog(text, repo.workdir)
+    cat = _catalog(text, repo.workdir, repo.cache_dir)
     return cat, RepoState(tree, repo.bot_branches(_branch_patterns(env, model))), registry_for(cat)
 
 

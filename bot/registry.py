@@ -287,10 +287,9 @@ class _Immutable:
             pass  # a cache that cannot be written costs reads, nothing else
 
 
-def registry_cache(workdir: Path) -> Path:
-    """Where the immutable registry facts of a clone's passes are kept: inside its git folder,
-    which is the bot's own and never part of a commit."""
-    return workdir / ".git" / "releasebot" / "registry-facts.json"
+def registry_cache(cache_dir: Path) -> Path:
+    """The file of immutable registry facts in a clone's cache folder (``EnvRepo.cache_dir``)."""
+    return cache_dir / "registry-facts.json"
 
 
 def _version_order(v: str) -> int:

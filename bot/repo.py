@@ -287,6 +287,12 @@ class EnvRepo:
         self._git("checkout", "--quiet", "--force", "-B", self.branch, self.main_ref)
 
     @property
+    def cache_dir(self) -> Path:
+        """Where what releasebot learned from this clone is remembered (a validated catalog,
+        immutable registry facts): inside its git folder, the bot's own and never committed."""
+        return self.workdir / ".git" / "releasebot"
+
+    @property
     def main_ref(self) -> str:
         return f"refs/remotes/origin/{self.branch}"
 

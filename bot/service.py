@@ -107,7 +107,7 @@ class Service:
             uri,
             cat.storage_uri_map,
         ):
-            self._registry = Registry(uri, cat.storage_uri_map, cache_file=registry_cache(self.repo.workdir))
+            self._registry = Registry(uri, cat.storage_uri_map, cache_file=registry_cache(self.repo.cache_dir))
         return self._registry
 
     def catalog(self) -> Catalog:

@@ -45,7 +45,6 @@ def forges(
     kept), else None."""
     from bot.catalog import CATALOG_FILE, parse_catalog
     from bot.forge.git import GitForge
-    from bot.forge.github import forge_from_env
 
     plain = GitForge(repo)
     github: list[Forge | None] = [github_forge] if github_forge is not None else []
@@ -54,7 +53,10 @@ def forges(
         if mode in ("commit", "branch"):
             return plain
         if not github:
-            cat = parse_catalog(repo.read(CATALOG_FILE) or "", CATALOG_FILE, repo.workdir)
+            from bot.forge.github import forge_from_env  # PyGithub takes a second to import
+
+            text = repo.read(CATALOG_FILE) or ""
+            cat = parse_catalog(text, CATALOG_FILE, repo.workdir, cache=repo.cache_dir)
             github.append(forge_from_env(repo, cat.repo_url, repo.branch, dict(env), metrics))
         return github[0]
 
