@@ -161,3 +161,41 @@ def test_workflow_install_step_followed_even_after_a_person_adds_steps(env_repo:
         "update .github/workflows/validate.yml: $.jobs.validate.steps[name=Install releasebot].run"
     ]
     assert path.read_text() == text.replace('"releasebot==0.1.0"', '"releasebot==0.2.0"')
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "level1-custom-image",
+        "level2-mlflow-uri",
+        "level3-scale-to-zero",
+        "level4-transformer",
+        "level5-explainer",
+        "level5-custom-explainer",
+    ],
+)
+def test_every_deployment_level_releases_into_a_manifest_render_and_validate_accept(
+    model: str, tmp_path: Path, run_cli
+) -> None:
+    """A release writes the registry-owned field where that predictor shape keeps it (a custom
+    container reads STORAGE_URI, a model spec storageUri), so render has nothing to undo."""
+    from bot.plan import Version, release_edit
+
+    repo = tmp_path / "levels"
+    assert run_cli("init", repo, "--catalog", LEVELS).code == 0
+    path = inferenceservice.path_of("dev", model)
+    version = Version("registered", "7", "s3://models/registered/7/artifacts", "run-7", "READY")
+    edit = release_edit(path, (repo / path).read_text(), version)
+    assert edit is not None
+    (repo / path).write_text(edit.new)
+    doc = yamlio.to_plain(yamlio.load(edit.new, path))
+    predictor = doc["spec"]["predictor"]
+    if model == "level1-custom-image":
+        assert "model" not in predictor
+        [container] = predictor["containers"]
+        assert {"name": "STORAGE_URI", "value": version.storage_uri} in container["env"]
+    else:
+        assert predictor["model"]["storageUri"] == version.storage_uri
+    check = run_cli("render", "--check", repo)
+    assert check.code == 0, check.out + check.err
+    assert run_cli("validate", repo).code == 0

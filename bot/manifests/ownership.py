@@ -72,6 +72,11 @@ def get(node: Any, path: Path) -> Any:
     return node
 
 
+def has(node: Any, path: Path) -> bool:
+    """Whether ``path`` exists in ``node`` (with any value, null included)."""
+    return get(node, path) is not _MISSING
+
+
 def show(path: Path) -> str:
     """A readable JSON path; selectors print as ``[name=value]``."""
     out = "$"

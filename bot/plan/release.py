@@ -11,7 +11,7 @@ from __future__ import annotations
 from bot import yamlio
 from bot.catalog import Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
-from bot.manifests.ownership import apply_owned, get
+from bot.manifests.ownership import apply_owned, has
 from bot.plan.facts import served
 from bot.plan.lifecycle import _held, _noted
 from bot.plan.types import Change, Close, FileEdit, Key, Note, RegistrySnapshot, RepoState, Version, fingerprint
@@ -20,9 +20,8 @@ from bot.prbody import release_body
 
 def _apply_release(doc: object, version: Version) -> list[str]:
     """Set the registry-owned fields of a loaded ISVC to serve ``version``; return what changed."""
-    shape_is_image = (
-        get(doc, ("spec", "predictor", "containers")) is not None and get(doc, ("spec", "predictor", "model")) is None
-    )
+    # A custom container reads its model from the STORAGE_URI variable; a model spec from storageUri.
+    shape_is_image = has(doc, ("spec", "predictor", "containers")) and not has(doc, ("spec", "predictor", "model"))
     annotations = {isvc.VERSION_ANNOTATION: version.version}
     if version.run_id:
         annotations[isvc.RUN_ANNOTATION] = version.run_id
