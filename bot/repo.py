@@ -335,10 +335,22 @@ class EnvRepo:
         humans = self._human_commits({head for head, _ in heads.values()})
         return {
             name: BotBranch(
-                name, head, found.get("Releasebot-Version"), found.get("Releasebot-Fingerprint"), humans[head]
+                name,
+                head,
+                found.get("Releasebot-Version"),
+                found.get("Releasebot-Fingerprint"),
+                humans[head],
+                # Only a pin has no desired state to compare with: it is moot once main has it.
+                applied=name.endswith("/pin") and self._same_tree(head),
             )
             for name, (head, found) in heads.items()
         }
+
+    def _same_tree(self, head: str) -> bool:
+        done = subprocess.run(
+            ["git", "diff", "--quiet", self.main_ref, head], cwd=self.workdir, capture_output=True, check=False
+        )
+        return done.returncode == 0
 
     def bot_branch(self, name: str) -> BotBranch | None:
         return self.bot_branches([name]).get(name)

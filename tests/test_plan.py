@@ -201,3 +201,60 @@ def test_drift_policy_alert_raises_and_resolves_none_only_records(action: str) -
     assert up.title == "Drift: fraud-detector v2 in production" and "@champion" in up.body
     assert not down.raised and "run-ok" in down.body
     assert up.fingerprint != down.fingerprint and up.marker == "<!-- releasebot:alert=production/fraud-detector -->"
+
+
+def _repo_files(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*.yaml") if ".git" not in p.parts}
+
+
+def _moot_branches(person: bool) -> dict[str, BotBranch]:
+    names = [
+        "releasebot/production/fraud-detector/retrain",
+        "releasebot/production/karpenter/capacity",
+        "releasebot/production/fraud-detector/pin",
+        "releasebot/production/retired-model/release",
+    ]
+    commits = ("feedc0de" * 5,) if person else ()
+    return {n: BotBranch(n, "abc", "1", "f" * 16, commits, applied=n.endswith("/pin")) for n in names}
+
+
+@pytest.mark.parametrize("person", [False, True])
+def test_moot_retrain_capacity_pin_and_removed_model_branches_close_unless_a_person_committed(
+    env_repo: Path, person: bool
+) -> None:
+    """Nothing is wanted for any of these keys: no drift, limits that fit, a pin main already has,
+    a model no longer in the catalog. Each kind closes the same way, and a person's commit on
+    any of them is said once and left alone."""
+    states = {m.registered_model: ModelState(m.registered_model, ()) for m in CAT.models}
+    repo = RepoState(_repo_files(env_repo), _moot_branches(person))
+    p = plan(CAT, RegistrySnapshot("http://mlflow", states), repo, env="production")
+    assert p.changes == ()
+    told = {n.key.branch for n in p.notes if n.tell and "commits by a person" in n.message}
+    if person:
+        assert p.closes == () and told == set(_moot_branches(person))
+    else:
+        assert {c.key.branch for c in p.closes} == set(_moot_branches(person)) and told == set()
+        reasons = {c.key.kind + "/" + c.key.model: c.reason for c in p.closes}
+        assert "does not call for retraining" in reasons["retrain/fraud-detector"]
+        assert "already fit the catalog" in reasons["capacity/karpenter"]
+        assert "main already has" in reasons["pin/fraud-detector"]
+        assert "no longer in the catalog" in reasons["release/retired-model"]
+
+
+def test_a_retrain_branch_closes_when_the_drift_it_answered_is_gone(env_repo: Path) -> None:
+    path = "production/fraud-detector/inferenceservice.yaml"
+    files = _repo_files(env_repo)
+    files[path] = release_edit(path, files[path], version("2")).new
+    branch = "releasebot/production/fraud-detector/retrain"
+    repo = RepoState(files, {branch: BotBranch(branch, "abc", "2", "f" * 16)})
+
+    def tagged(status: str) -> RegistrySnapshot:
+        from dataclasses import replace
+
+        v2 = replace(version("2"), tags=(("releasebot.drift.status", status), ("releasebot.drift.run_id", "r")))
+        return RegistrySnapshot("http://mlflow", {"fraud-detector": ModelState("fraud-detector", (), {"2": v2})})
+
+    drifting = plan(CAT, tagged("drift"), repo, env="production", model="fraud-detector")
+    assert [c.key.kind for c in drifting.changes] == ["retrain"] and drifting.closes == ()
+    healed = plan(CAT, tagged("ok"), repo, env="production", model="fraud-detector")
+    assert healed.changes == () and [c.key.branch for c in healed.closes] == [branch]

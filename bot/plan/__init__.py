@@ -20,10 +20,12 @@ from bot.catalog import Catalog
 from bot.plan.capacity import Canaries, _plan_capacity, attach_capacity, canary_edit
 from bot.plan.drift import _plan_alert, _plan_retrain
 from bot.plan.facts import served
+from bot.plan.lifecycle import Outcome, _moot
 from bot.plan.pins import hold, pin_edit, rollback, unblock
 from bot.plan.release import _plan_release, models_to_plan, registry_wants, release_edit
 from bot.plan.types import (
     CAPACITY_KEY_MODEL,
+    KINDS,
     TRAILERS,
     Alert,
     BotBranch,
@@ -66,6 +68,7 @@ __all__ = [
     "canary_edit",
     "fingerprint",
     "hold",
+    "key_of_branch",
     "models_to_plan",
     "pin_edit",
     "plan",
@@ -84,22 +87,48 @@ def plan(
     closes: list[Close] = []
     notes: list[Note] = []
     alerts: list[Alert] = []
+
+    def add(outcome: Outcome) -> None:
+        changes.extend(outcome[0])
+        closes.extend(outcome[1])
+        notes.extend(outcome[2])
+
     canaries = Canaries(cat, repo)
     for e in cat.environments:
         if env is not None and e.name != env:
             continue
         for m in models_to_plan(cat, e, model):
             c, x, n = _plan_release(cat, e, m, registry, repo)
-            changes += [attach_capacity(cat, change, repo, canaries) for change in c]
-            retrain, held = _plan_retrain(cat, e, m, registry, repo)
-            changes += retrain
-            notes += held
+            add(([attach_capacity(cat, change, repo, canaries) for change in c], x, n))
+            add(_plan_retrain(cat, e, m, registry, repo))
+            pin = Key(e.name, m.name, "pin")
+            if (branch := repo.branches.get(pin.branch)) is not None and branch.applied:
+                add(_moot(pin, branch, f"main already has what {pin.branch} proposed"))
             alerts += _plan_alert(e, m, registry, repo)
-            closes += x
-            notes += n
         carried = any(edit.path.startswith(f"{e.name}/karpenter/") for c in changes for edit in c.edits)
         if model is None and not carried:
-            resize, held = _plan_capacity(cat, e, repo, canaries)
-            changes += resize
-            notes += held
+            add(_plan_capacity(cat, e, repo, canaries))
+    if model is None:
+        for name, branch in sorted(repo.branches.items()):
+            key = key_of_branch(name)
+            if key is not None and (env is None or key.environment == env) and not _in_catalog(cat, key):
+                add(_moot(key, branch, f"{key.model} in {key.environment} is no longer in the catalog"))
     return Plan(tuple(sorted(changes, key=lambda c: c.key)), tuple(closes), tuple(notes), tuple(alerts))
+
+
+def key_of_branch(name: str) -> Key | None:
+    """The key a ``releasebot/<environment>/<model>/<kind>`` branch belongs to, if it is one."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "releasebot" or parts[3] not in KINDS:
+        return None
+    return Key(parts[1], parts[2], parts[3])
+
+
+def _in_catalog(cat: Catalog, key: Key) -> bool:
+    try:
+        env = cat.environment(key.environment)
+    except KeyError:
+        return False
+    if key.model == CAPACITY_KEY_MODEL:
+        return key.kind == "capacity"
+    return any(m.name == key.model for m in models_to_plan(cat, env, key.model))

@@ -18,8 +18,8 @@ from bot.manifests import inferenceservice as isvc
 from bot.manifests import karpenter
 from bot.manifests.ownership import Owned, apply_owned
 from bot.plan.facts import served
-from bot.plan.lifecycle import _held
-from bot.plan.types import CAPACITY_KEY_MODEL, Change, FileEdit, Key, Note, RepoState, fingerprint
+from bot.plan.lifecycle import Outcome, _held, _moot
+from bot.plan.types import CAPACITY_KEY_MODEL, Change, FileEdit, Key, RepoState, fingerprint
 
 
 def canary_edit(path: str, text: str, percent: int | None) -> FileEdit | None:
@@ -136,18 +136,17 @@ def attach_capacity(cat: Catalog, change: Change, repo: RepoState, canaries: Can
     )
 
 
-def _plan_capacity(
-    cat: Catalog, env: Environment, repo: RepoState, canaries: Canaries
-) -> tuple[list[Change], list[Note]]:
+def _plan_capacity(cat: Catalog, env: Environment, repo: RepoState, canaries: Canaries) -> Outcome:
     """Limits on main that the catalog and running canaries no longer justify: a change of its own."""
     key = Key(env.name, CAPACITY_KEY_MODEL, "capacity")
+    branch = repo.branches.get(key.branch)
     pools = _pool_edits(cat, env, repo, canaries.on_main(env))
     if not pools:
-        return [], []
+        return _moot(key, branch, f"the {env.name} NodePool limits on main already fit the catalog")
     fp = fingerprint(key.branch, *(e.new for e in pools))
-    held, notes = _held(key, repo.branches.get(key.branch), fp)
+    held, notes = _held(key, branch, fp)
     if held:
-        return [], notes
+        return [], [], notes
     summary = _describe_limits(pools)
     title = f"Resize the {env.name} NodePool limits"
     message = (
@@ -158,17 +157,21 @@ def _plan_capacity(
         f"The {env.name} NodePool limits no longer match what the catalog and the running canaries need "
         f"(headroom x{cat.karpenter.headroom}).\n\n{summary}\n\n<!-- releasebot:fingerprint={fp} -->"
     )
-    return [
-        Change(
-            key=key,
-            write_back=env.write_back,
-            edits=pools,
-            version="-",
-            previous=None,
-            commit_message=message,
-            title=title,
-            body=body,
-            fingerprint=fp,
-            labels=("releasebot", "capacity", *env.labels),
-        )
-    ], []
+    return (
+        [
+            Change(
+                key=key,
+                write_back=env.write_back,
+                edits=pools,
+                version="-",
+                previous=None,
+                commit_message=message,
+                title=title,
+                body=body,
+                fingerprint=fp,
+                labels=("releasebot", "capacity", *env.labels),
+            )
+        ],
+        [],
+        [],
+    )

@@ -13,8 +13,8 @@ from bot.manifests import cronjobs
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import apply_owned
 from bot.plan.facts import served
-from bot.plan.lifecycle import _held
-from bot.plan.types import Alert, Change, FileEdit, Key, Note, RegistrySnapshot, RepoState, Version, fingerprint
+from bot.plan.lifecycle import Outcome, _held, _moot
+from bot.plan.types import Alert, Change, FileEdit, Key, RegistrySnapshot, RepoState, Version, fingerprint
 
 
 def _drift_table(result: dict, tracking_uri: str, limit: int = 10) -> list[str]:
@@ -46,17 +46,19 @@ def _serving(
     return serving, state.versions.get(serving) if serving else None
 
 
-def _plan_retrain(
-    cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
-) -> tuple[list[Change], list[Note]]:
-    """Unsuspend the retrain CronJob when the served version drifts; suspend it once a newer one serves."""
-    if model.drift is None or model.drift.action != "retrain" or model.retrain is None:
-        return [], []
+def _plan_retrain(cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState) -> Outcome:
+    """Unsuspend the retrain CronJob when the served version drifts; suspend it once a newer one
+    serves; close an open retrain branch that no longer says what is wanted."""
     key = Key(env.name, model.name, "retrain")
+    branch = repo.branches.get(key.branch)
+    if model.drift is None or model.drift.action != "retrain" or model.retrain is None:
+        return _moot(key, branch, f"{model.name} no longer retrains on drift in the catalog")
     path = cronjobs.retrain_path(env.name, model.name)
     text, found = repo.main_files.get(path), _serving(env, model, registry, repo)
-    if text is None or found is None:
-        return [], []
+    if text is None:
+        return _moot(key, branch, f"{path} is not on the main branch")
+    if found is None:
+        return [], [], []  # the manifest or the registered model cannot be read: decide nothing
     serving, version = found
     doc = yamlio.to_plain(yamlio.load(text, path))
     suspended = (doc.get("spec") or {}).get("suspend") is True
@@ -92,35 +94,40 @@ def _plan_retrain(
             f"v{annotations.get(cronjobs.DRIFT_VERSION_ANNOTATION)}); the retrain CronJob is suspended again."
         ]
     else:
-        return [], []
+        status = tags.get("releasebot.drift.status", "no drift check yet")
+        return _moot(key, branch, f"v{serving} in {env.name} does not call for retraining now (drift: {status})")
     loaded = yamlio.load(text, path)
     changed = apply_owned(loaded, yamlio.quote_ambiguous(desired), cronjobs.DRIFT_OWNED)
     if not changed:
-        return [], []
+        return _moot(key, branch, f"main already has the retrain CronJob {'running' if not suspended else 'suspended'}")
     edit = FileEdit(path, text, yamlio.dump(loaded, yamlio.guess_style(text)), tuple(changed))
     fp = fingerprint(key.branch, edit.new)
-    held, notes = _held(key, repo.branches.get(key.branch), fp)
+    held, notes = _held(key, branch, fp)
     if held:
-        return [], notes
+        return [], [], notes
     message = (
         f"{title}\n\n{why[0]}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
         f"Releasebot-Drift-Run: {tags.get('releasebot.drift.run_id', 'none')}\n"
     )
     body = "\n".join([*why, "", f"<!-- releasebot:fingerprint={fp} -->"])
-    return [
-        Change(
-            key=key,
-            write_back=env.write_back,
-            edits=(edit,),
-            version=serving or "-",
-            previous=serving,
-            commit_message=message,
-            title=title,
-            body=body,
-            fingerprint=fp,
-            labels=("releasebot", "drift", *env.labels),
-        )
-    ], []
+    return (
+        [
+            Change(
+                key=key,
+                write_back=env.write_back,
+                edits=(edit,),
+                version=serving or "-",
+                previous=serving,
+                commit_message=message,
+                title=title,
+                body=body,
+                fingerprint=fp,
+                labels=("releasebot", "drift", *env.labels),
+            )
+        ],
+        [],
+        [],
+    )
 
 
 def _plan_alert(env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState) -> list[Alert]:

@@ -21,5 +21,18 @@ def _held(key: Key, branch: BotBranch | None, fp: str) -> tuple[bool, list[Note]
     return branch.fingerprint == fp, []
 
 
-def _noted(note: Note) -> tuple[list[Change], list[Close], list[Note]]:
+Outcome = tuple[list[Change], list[Close], list[Note]]
+
+
+def _moot(key: Key, branch: BotBranch | None, reason: str) -> Outcome:
+    """Nothing is wanted for ``key``: close its open branch with ``reason`` — unless a person
+    committed to it, which is said once and left alone. The same for every kind of change."""
+    if branch is None:
+        return [], [], []
+    if branch.human_commits:
+        return [], [], _held(key, branch, "")[1]
+    return [], [Close(key, branch, reason)], []
+
+
+def _noted(note: Note) -> Outcome:
     return [], [], [note]

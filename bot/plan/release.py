@@ -13,7 +13,7 @@ from bot.catalog import Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import apply_owned, has
 from bot.plan.facts import served
-from bot.plan.lifecycle import _held, _noted
+from bot.plan.lifecycle import _held, _moot, _noted
 from bot.plan.types import Change, Close, FileEdit, Key, Note, RegistrySnapshot, RepoState, Version, fingerprint
 from bot.prbody import release_body
 
@@ -108,11 +108,7 @@ def _plan_release(
         )
     edit = release_edit(path, text, version)
     if edit is None:
-        if branch is None:
-            return [], [], []
-        if branch.human_commits:  # never delete a person's work: say so and leave it
-            return [], [], _held(key, branch, "")[1]
-        return [], [Close(key, branch, f"main already serves version {wanted}")], []
+        return _moot(key, branch, f"main already serves version {wanted}")
     fp = fingerprint(key.branch, version.version, version.storage_uri, edit.new)
     held, notes = _held(key, branch, fp)
     if held:

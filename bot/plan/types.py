@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["release", "pin", "capacity", "retrain", "alert"]
+KINDS: frozenset[str] = frozenset(("release", "pin", "capacity", "retrain"))  # the kinds that have branches
 CAPACITY_KEY_MODEL = "karpenter"  # capacity changes are keyed (environment, "karpenter", "capacity")
 TRAILERS = ("Releasebot-Model", "Releasebot-Version", "Releasebot-Run", "Releasebot-Environment")
 
@@ -101,6 +102,7 @@ class BotBranch:
     version: str | None  # the Releasebot-Version trailer of its head commit
     fingerprint: str | None
     human_commits: tuple[str, ...] = ()  # shas of commits on it not made by releasebot
+    applied: bool = False  # its files are all on main already (merged, or made there another way)
 
 
 @dataclass(frozen=True)
