@@ -167,7 +167,7 @@ def test_csv_windows_work_too(served: Served, run_cli) -> None:
 def test_the_cronjob_arguments_are_what_this_command_accepts() -> None:
     cat = load_catalog(EXAMPLE_CATALOG)
     model, env = cat.model("fraud-detector"), cat.environment("production")
-    args = build_parser().parse_args(drift_args(model, env)[1:])
+    args = build_parser().parse_args(drift_args(model, env))
     assert (args.model, args.env, args.alias, args.action) == ("fraud-detector", "production", "champion", "retrain")
     assert args.drift_share == 0.3 and args.column == ["amount=psi:0.2"]
     assert parse_column(args.column[0]) == ("amount", "psi", 0.2)
