@@ -156,14 +156,10 @@ class Environment:
     namespace: str
     write_back: str
     server: str
-    auto_merge: bool = False
     scale_to_zero: bool = False
     reviewer_users: tuple[str, ...] = ()
     reviewer_teams: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
-    canary_steps: tuple[int, ...] = ()
-    canary_interval: str | None = None
-    canary_gates: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -355,14 +351,10 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
             namespace=e["namespace"],
             write_back=e["writeBack"],
             server=e.get("server", server),
-            auto_merge=e.get("autoMerge", False),
             scale_to_zero=e.get("scaleToZero", False),
             reviewer_users=tuple(e.get("reviewers", {}).get("users", ())),
             reviewer_teams=tuple(e.get("reviewers", {}).get("teams", ())),
             labels=tuple(e.get("labels", ())),
-            canary_steps=tuple(e.get("canary", {}).get("steps", ())),
-            canary_interval=e.get("canary", {}).get("interval"),
-            canary_gates=tuple(sorted(e.get("canary", {}).get("gates", {}).items())),
         )
         for e in raw["environments"]
     )
@@ -413,6 +405,21 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
         env_names.setdefault(env["name"], i)
         if env["name"] in RESERVED_DIRS:
             add(("environments", i, "name"), f"{env['name']!r} is reserved for the repo's own folders", "reserved")
+        # Accepted settings must do what they say: these wait for the rollout work to act on them.
+        if "canary" in env:
+            add(
+                ("environments", i, "canary"),
+                "canary rollouts are not carried out yet (nothing would step traffic or check the gates); "
+                "remove 'canary' until releasebot's rollout support lands",
+                "not-supported",
+            )
+        if env.get("autoMerge") is True:
+            add(
+                ("environments", i, "autoMerge"),
+                "auto-merge is not carried out yet (releasebot never asks GitHub to merge); remove it or set it "
+                "to false until releasebot's rollout support lands",
+                "not-supported",
+            )
     placements = {}
     for i, env in enumerate(raw["environments"]):
         key = (env.get("server", raw["cluster"].get("server")), env["namespace"])

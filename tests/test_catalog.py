@@ -80,7 +80,7 @@ def test_scale_to_zero_needs_serverless(example_text: str) -> None:
 
 def test_retrain_needs_a_pipeline_endpoint(example_text: str) -> None:
     start = example_text.index("pipelines:")
-    end = example_text.index("# In promotion order.")
+    end = example_text.index("# Environments.")
     assert "'pipelines.endpoint' (where runs are submitted) is required" in refuse(
         example_text[:start] + example_text[end:]
     )
@@ -113,3 +113,16 @@ def test_hostile_catalog_is_a_yaml_error(tmp_path: Path) -> None:
 def test_blueprint_folder_must_exist(example_text: str) -> None:
     text = example_text.replace("version: 1\n", "version: 1\nblueprints: ./nowhere\n")
     assert "blueprint folder './nowhere' does not exist" in refuse(text)
+
+
+def test_settings_nothing_acts_on_yet_are_refused_where_they_stand(example_text: str) -> None:
+    text = example_text.replace(
+        "    autoMerge: false\n",
+        "    autoMerge: true\n    canary:\n      steps: [10, 100]\n",
+    )
+    message = refuse(text)
+    assert f"releasebot.yaml:{line_of(text, 'autoMerge: true')}: $.environments[2].autoMerge: auto-merge" in message
+    assert f"releasebot.yaml:{line_of(text, 'canary:')}: $.environments[2].canary: canary rollouts" in message
+    assert "not carried out yet" in message
+    # false asks for nothing, so it stays accepted.
+    assert load_catalog(EXAMPLE_CATALOG).environment("production").write_back == "pull-request"

@@ -92,7 +92,7 @@ def _readme(cat: Catalog) -> str:
 This repository is the only way a model reaches the `{cat.cluster_name}` cluster. It is generated
 and maintained by releasebot from [`releasebot.yaml`](releasebot.yaml), and Argo CD syncs it.
 
-- Environments, in promotion order: {envs}.
+- Environments, each following its own MLflow alias: {envs}.
 - `argocd/` holds the AppProject and the ApplicationSet; apply them once
   (`kubectl apply -n {cat.argocd_namespace} -f argocd/`), and Argo CD takes it from there.
 - Change the catalog by pull request; `releasebot render` brings the manifests in line, and
