@@ -193,7 +193,6 @@ class Catalog:
     argocd_namespace: str
     argocd_project: str
     bot_image: str
-    bot_package: str
     bot_namespace: str
     bot_secret: str
     bot_replicas: int
@@ -376,7 +375,6 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         argocd_namespace=raw.get("argocd", {}).get("namespace", "argocd"),
         argocd_project=raw.get("argocd", {}).get("project", "releasebot"),
         bot_image=raw.get("bot", {}).get("image", DEFAULT_BOT_IMAGE),
-        bot_package=raw.get("bot", {}).get("package", f"releasebot=={__version__}"),
         bot_namespace=raw.get("bot", {}).get("namespace", DEFAULT_BOT_NAMESPACE),
         bot_secret=raw.get("bot", {}).get("secretName", "releasebot"),
         bot_replicas=raw.get("bot", {}).get("replicas", 1),
@@ -405,6 +403,13 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
         env_names.setdefault(env["name"], i)
         if env["name"] in RESERVED_DIRS:
             add(("environments", i, "name"), f"{env['name']!r} is reserved for the repo's own folders", "reserved")
+    if "package" in raw.get("bot", {}):
+        add(
+            ("bot", "package"),
+            "bot.package is no longer used: the validate workflow runs releasebot from bot.image; remove it",
+            "not-supported",
+        )
+    for i, env in enumerate(raw["environments"]):
         # Accepted settings must do what they say: these wait for the rollout work to act on them.
         if "canary" in env:
             add(

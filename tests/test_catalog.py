@@ -119,8 +119,9 @@ def test_settings_nothing_acts_on_yet_are_refused_where_they_stand(example_text:
     text = example_text.replace(
         "    autoMerge: false\n",
         "    autoMerge: true\n    canary:\n      steps: [10, 100]\n",
-    )
+    ).replace("bot:\n", "bot:\n  package: releasebot==0.1.0\n")
     message = refuse(text)
+    assert f"releasebot.yaml:{line_of(text, 'package: releasebot')}: $.bot.package: bot.package is no longer" in message
     assert f"releasebot.yaml:{line_of(text, 'autoMerge: true')}: $.environments[2].autoMerge: auto-merge" in message
     assert f"releasebot.yaml:{line_of(text, 'canary:')}: $.environments[2].canary: canary rollouts" in message
     assert "not carried out yet" in message

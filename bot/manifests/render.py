@@ -32,7 +32,9 @@ _BEGIN, _END = "# BEGIN releasebot (generated from releasebot.yaml; edit outside
 
 WORKFLOW_OWNED = [
     Owned(("on", "push", "branches")),
-    Owned(("jobs", "validate", "steps", Sel("name", "Install releasebot"), "run")),
+    Owned(("jobs", "validate", "container", "image")),
+    # Older repositories installed an unpublished package here; the image replaces that step.
+    Owned(("jobs", "validate", "steps", Sel("name", "Install releasebot"))),
 ]
 
 Reader = Callable[[str], "str | None"]
@@ -125,7 +127,7 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
                 "repo/validate.yml",
                 {
                     "repository.branch": cat.branch,
-                    "bot.package": cat.bot_package,
+                    "bot.image": cat.bot_image,
                 },
             ),
             WORKFLOW_OWNED,
