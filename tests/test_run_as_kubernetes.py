@@ -96,3 +96,20 @@ def test_every_drift_check_cronjob_runs_as_kubernetes_starts_it(tmp_path: Path, 
         assert list(cwd.iterdir()) == [], f"{where} wrote {list(cwd.iterdir())}"
     fraud = example.client.get_model_version(example.names["fraud-detector"], "1").tags
     assert fraud["releasebot.drift.status"] == "drift"
+
+
+def test_every_generated_pod_meets_pod_security_restricted(env_repo: Path) -> None:
+    paths = [*sorted(env_repo.glob("*/*/*-cronjob.yaml")), env_repo / "releasebot/deployment.yaml"]
+    assert len(paths) == 12  # eight drift checks, three retrain jobs (fraud-detector), the bot
+    for path in paths:
+        manifest = _load(path)
+        spec = (manifest["spec"]["jobTemplate"]["spec"] if manifest["kind"] == "CronJob" else manifest["spec"])[
+            "template"
+        ]["spec"]
+        where = path.relative_to(env_repo)
+        assert spec["automountServiceAccountToken"] is False, where
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"], where
