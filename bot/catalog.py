@@ -12,6 +12,7 @@ blueprint folder it names exists).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -161,14 +162,10 @@ class Environment:
     namespace: str
     write_back: str
     server: str
-    auto_merge: bool = False
     scale_to_zero: bool = False
     reviewer_users: tuple[str, ...] = ()
     reviewer_teams: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
-    canary_steps: tuple[int, ...] = ()
-    canary_interval: str | None = None
-    canary_gates: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,7 +199,6 @@ class Catalog:
     argocd_namespace: str
     argocd_project: str
     bot_image: str
-    bot_package: str
     bot_namespace: str
     bot_secret: str
     bot_replicas: int
@@ -371,14 +367,10 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
             namespace=e["namespace"],
             write_back=e["writeBack"],
             server=e.get("server", server),
-            auto_merge=e.get("autoMerge", False),
             scale_to_zero=e.get("scaleToZero", False),
             reviewer_users=tuple(e.get("reviewers", {}).get("users", ())),
             reviewer_teams=tuple(e.get("reviewers", {}).get("teams", ())),
             labels=tuple(e.get("labels", ())),
-            canary_steps=tuple(e.get("canary", {}).get("steps", ())),
-            canary_interval=e.get("canary", {}).get("interval"),
-            canary_gates=tuple(sorted(e.get("canary", {}).get("gates", {}).items())),
         )
         for e in raw["environments"]
     )
@@ -400,7 +392,6 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         argocd_namespace=raw.get("argocd", {}).get("namespace", "argocd"),
         argocd_project=raw.get("argocd", {}).get("project", "releasebot"),
         bot_image=raw.get("bot", {}).get("image", DEFAULT_BOT_IMAGE),
-        bot_package=raw.get("bot", {}).get("package", f"releasebot=={__version__}"),
         bot_namespace=raw.get("bot", {}).get("namespace", DEFAULT_BOT_NAMESPACE),
         bot_secret=raw.get("bot", {}).get("secretName", "releasebot"),
         bot_replicas=raw.get("bot", {}).get("replicas", 1),
@@ -429,6 +420,28 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
         env_names.setdefault(env["name"], i)
         if env["name"] in RESERVED_DIRS:
             add(("environments", i, "name"), f"{env['name']!r} is reserved for the repo's own folders", "reserved")
+    if "package" in raw.get("bot", {}):
+        add(
+            ("bot", "package"),
+            "bot.package is no longer used: the validate workflow runs releasebot from bot.image; remove it",
+            "not-supported",
+        )
+    for i, env in enumerate(raw["environments"]):
+        # Accepted settings must do what they say: these wait for the rollout work to act on them.
+        if "canary" in env:
+            add(
+                ("environments", i, "canary"),
+                "canary rollouts are not carried out yet (nothing would step traffic or check the gates); "
+                "remove 'canary' until releasebot's rollout support lands",
+                "not-supported",
+            )
+        if env.get("autoMerge") is True:
+            add(
+                ("environments", i, "autoMerge"),
+                "auto-merge is not carried out yet (releasebot never asks GitHub to merge); remove it or set it "
+                "to false until releasebot's rollout support lands",
+                "not-supported",
+            )
     placements = {}
     for i, env in enumerate(raw["environments"]):
         key = (env.get("server", raw["cluster"].get("server")), env["namespace"])
@@ -558,8 +571,18 @@ def parse_catalog(text: str, source: str, root: Path, cache: Path | None = None)
     return _build(raw, source, root)
 
 
+@functools.cache
+def _rules() -> str:
+    """What validated a remembered catalog: this module's rules and the schema, by content, so
+    a catalog accepted by an older releasebot is checked again by a newer one."""
+    from bot.resources import schemas_dir
+
+    code = Path(__file__).read_bytes() + (schemas_dir() / "catalog.schema.json").read_bytes()
+    return hashlib.sha256(code).hexdigest()
+
+
 def _cache_file(cache: Path, text: str, source: str, root: Path) -> Path:
-    digest = hashlib.sha256("\0".join([__version__, str(root), source, text]).encode()).hexdigest()[:32]
+    digest = hashlib.sha256("\0".join([__version__, _rules(), str(root), source, text]).encode()).hexdigest()[:32]
     return cache / f"catalog-{digest}.json"
 
 

@@ -231,6 +231,7 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
         method=args.method,
         threshold=args.threshold,
         columns=tuple(drift.parse_column(c) for c in args.column),
+        version=args.version or None,
     )
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
@@ -343,9 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     drift_sub = p.add_subparsers(dest="drift_command", required=True)
     p = drift_sub.add_parser("run", help="compare the serving window with the reference; record the result in MLflow")
     p.add_argument("--model", required=True)
-    p.add_argument("--env", required=True)
+    p.add_argument("--env", "--environment", dest="env", required=True, help="the environment checked (tags carry it)")
     p.add_argument("--registered-model", help="MLflow registered model (default: --model)")
     p.add_argument("--alias", required=True, help="the alias whose version the environment serves")
+    p.add_argument(
+        "--version",
+        help="the version the environment serves (its manifest, so pins and rollbacks are followed); "
+        "checked instead of the alias's version. Empty: the alias's",
+    )
     p.add_argument("--current", required=True, help="the serving window: Parquet or CSV, a path or fsspec URI")
     p.add_argument("--reference", help="reference data (default: the served version's training dataset)")
     p.add_argument("--drift-share", type=float, default=0.5, help="dataset drift when this share of columns drift")

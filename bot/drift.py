@@ -9,8 +9,16 @@ then records:
 * an MLflow run in the experiment ``releasebot-drift/<model>``: metrics (share and count of
   drifted columns, a score per column), params (methods, thresholds, window), artifacts (the
   HTML report, and ``drift-result.json`` valid against ``schemas/drift-result.schema.json``);
-* tags on the served model version: ``releasebot.drift.status`` (``ok`` or ``drift``),
-  ``.share``, ``.run_id``, ``.checked_at``. The bot reacts to those tags, not to this process.
+* tags on the served model version, scoped by environment so two environments serving the same
+  version keep separate verdicts: ``releasebot.drift.<environment>.status`` (``ok`` or
+  ``drift``), ``.share``, ``.run_id``, ``.checked_at``. The same four are also written unscoped
+  (``releasebot.drift.status`` ...), which is what the planner reads until it reads the scoped
+  ones; the bot reacts to those tags, not to this process.
+
+The version checked is ``--version`` when given (the version the environment's manifest serves,
+so a pin or rollback is followed), else the one the environment's alias points at. The drift
+job writes nothing outside MLflow: with a local SQLite store its experiment's artifacts go
+beside the database file, never into the directory it happens to run in.
 
 Evidently's current API reports scores, not verdicts; a column drifts when its "Value Drift"
 test fails (p-value tests below, distance tests above their threshold), and the dataset drifts
@@ -27,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from bot.errors import ConfigError, PermanentUpstreamError
 from bot.registry import Registry
@@ -50,6 +59,7 @@ class DriftJob:
     method: str | None = None
     threshold: float | None = None
     columns: tuple[tuple[str, str | None, float | None], ...] = ()
+    version: str | None = None  # None: the version the alias points at
 
 
 def parse_column(spec: str) -> tuple[str, str | None, float | None]:
@@ -99,12 +109,16 @@ def check_frames(reference: Any, current: Any, columns: list[str]) -> None:
 
 
 def _training_reference(registry: Registry, registered_model: str, version: str) -> str:
-    info = registry.version(registered_model, version)
-    for dataset in info.datasets:
+    # Straight from the version's run: the artifact location (and so registry.storageUriMap, which
+    # only KServe needs) plays no part in finding the training data.
+    where = f"{registered_model} version {version}"
+    mv = registry._call(where, registry.client.get_model_version, registered_model, version)
+    run = registry._call(f"run of {where}", registry.client.get_run, mv.run_id) if mv.run_id else None
+    for di in run.inputs.dataset_inputs if run is not None and run.inputs else []:
         try:
-            source = json.loads(dataset.source)
+            source = json.loads(di.dataset.source)
         except json.JSONDecodeError:
-            source = {"uri": dataset.source}
+            source = {"uri": di.dataset.source}
         uri = source.get("uri") or source.get("path") if isinstance(source, dict) else None
         if uri:
             return uri
@@ -112,6 +126,17 @@ def _training_reference(registry: Registry, registered_model: str, version: str)
         f"version {version} of {registered_model!r} recorded no loadable training dataset; "
         "set drift.reference in the catalog"
     )
+
+
+def _served_version(job: DriftJob, registry: Registry) -> str:
+    if job.version:
+        where = f"{job.registered_model} version {job.version}"
+        registry._call(where, registry.client.get_model_version, job.registered_model, job.version)
+        return job.version
+    version = registry.aliases(job.registered_model).get(job.alias)
+    if version is None:
+        raise PermanentUpstreamError(f"alias @{job.alias} is not set on {job.registered_model!r}: nothing is served")
+    return version
 
 
 def _run_evidently(job: DriftJob, reference: Any, current: Any) -> tuple[dict[str, Any], Any]:
@@ -187,10 +212,7 @@ def validate_result(result: dict[str, Any]) -> None:
 def run(job: DriftJob, registry: Registry, now: datetime | None = None) -> dict[str, Any]:
     """Run one drift check; return the result document. MLflow is written only at the end."""
     now = now or datetime.now(UTC)
-    aliases = registry.aliases(job.registered_model)
-    version = aliases.get(job.alias)
-    if version is None:
-        raise PermanentUpstreamError(f"alias @{job.alias} is not set on {job.registered_model!r}: nothing is served")
+    version = _served_version(job, registry)
     reference_uri = job.reference or _training_reference(registry, job.registered_model, version)
     reference = load_frame(reference_uri, "reference")
     current = load_frame(job.current, "current")
@@ -217,17 +239,41 @@ def run(job: DriftJob, registry: Registry, now: datetime | None = None) -> dict[
     return result
 
 
+def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts, when the client (not a server) decides.
+
+    MLflow puts a database store's artifacts in ``./mlruns`` of the current directory: for a job
+    that would be wherever it happens to run. A tracking server or a file store decides itself."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme in ("http", "https", "databricks", "file", ""):
+        return None
+    if parsed.scheme == "sqlite" and parsed.path not in ("", "/", "/:memory:"):
+        database = Path(parsed.path[1:])  # sqlite:///relative.db, sqlite:////absolute.db
+        return (database.parent / "mlartifacts").resolve().as_uri()
+    raise ConfigError(
+        f"MLflow experiment {experiment!r} does not exist and the tracking URI {parsed.scheme}://... leaves its "
+        "artifact location to this process; create the experiment with an artifact location, or use a tracking server"
+    )
+
+
 def _record(job: DriftJob, registry: Registry, version: str, result: dict[str, Any], snapshot: Any) -> None:
     client = registry.client
     name = f"releasebot-drift/{job.model}"
     experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(name, artifact_location=_artifact_location(registry.tracking_uri, name))
+    )
     run_ = client.create_run(
         experiment_id,
         run_name=f"{job.environment}-v{version}",
         tags={"releasebot.environment": job.environment, "releasebot.version": version},
     )
     run_id = run_.info.run_id
+    # The document names its own run, so whoever links to it (an alert, a retrain PR) can.
+    result["runId"], result["experimentId"] = run_id, str(experiment_id)
+    validate_result(result)
     metrics = {"drift_share": result["driftShare"], "drifted_columns": float(result["driftedColumns"])}
     metrics |= {f"score.{_key(c['column'])}": c["score"] for c in result["columnResults"]}
     for key, value in metrics.items():
@@ -248,15 +294,21 @@ def _record(job: DriftJob, registry: Registry, version: str, result: dict[str, A
         client.log_artifact(run_id, str(Path(tmp) / "drift-result.json"))
         client.log_artifact(run_id, str(Path(tmp) / "report.html"))
     client.set_terminated(run_id)
-    tags = {
+    for key, value in drift_tags(job.environment, result).items():
+        client.set_model_version_tag(job.registered_model, version, key, value)
+
+
+def drift_tags(environment: str, result: dict[str, Any]) -> dict[str, str]:
+    """The model version tags one result sets: per environment, and unscoped (read by the planner
+    until it reads the per-environment ones; then the unscoped ones go)."""
+    values = {
         "status": result["status"],
         "share": f"{result['driftShare']:.4f}",
-        "run_id": run_id,
+        "run_id": result["runId"],
         "checked_at": result["checkedAt"],
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(job.registered_model, version, f"{TAG}.{key}", value)
-    result["runId"] = run_id
+    tags = {f"{TAG}.{environment}.{key}": value for key, value in values.items()}
+    return tags | {f"{TAG}.{key}": value for key, value in values.items()}
 
 
 def _key(column: str) -> str:

@@ -80,7 +80,7 @@ def test_scale_to_zero_needs_serverless(example_text: str) -> None:
 
 def test_retrain_needs_a_pipeline_endpoint(example_text: str) -> None:
     start = example_text.index("pipelines:")
-    end = example_text.index("# In promotion order.")
+    end = example_text.index("# Environments.")
     assert "'pipelines.endpoint' (where runs are submitted) is required" in refuse(
         example_text[:start] + example_text[end:]
     )
@@ -135,3 +135,17 @@ def test_a_validated_catalog_is_read_back_from_the_cache_not_parsed_again(
         parse_catalog(example_text.replace("version: 1", "version: 2"), "releasebot.yaml", EXAMPLE_DIR, cache=cache)
     remembered.write_text("{broken")
     assert parse_catalog(example_text, "releasebot.yaml", EXAMPLE_DIR, cache=cache) == first
+
+
+def test_settings_nothing_acts_on_yet_are_refused_where_they_stand(example_text: str) -> None:
+    text = example_text.replace(
+        "    autoMerge: false\n",
+        "    autoMerge: true\n    canary:\n      steps: [10, 100]\n",
+    ).replace("bot:\n", "bot:\n  package: releasebot==0.1.0\n")
+    message = refuse(text)
+    assert f"releasebot.yaml:{line_of(text, 'package: releasebot')}: $.bot.package: bot.package is no longer" in message
+    assert f"releasebot.yaml:{line_of(text, 'autoMerge: true')}: $.environments[2].autoMerge: auto-merge" in message
+    assert f"releasebot.yaml:{line_of(text, 'canary:')}: $.environments[2].canary: canary rollouts" in message
+    assert "not carried out yet" in message
+    # false asks for nothing, so it stays accepted.
+    assert load_catalog(EXAMPLE_CATALOG).environment("production").write_back == "pull-request"

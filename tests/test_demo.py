@@ -5,12 +5,16 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from bot import yamlio
 
 
-def test_demo_runs_end_to_end(tmp_path: Path, run_cli) -> None:
-    result = run_cli("demo", "--dir", tmp_path / "demo")
+def test_demo_runs_end_to_end(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("demo", "--dir", "demo")
     assert result.code == 0, result.err
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # nothing written beside its folder
     envs = tmp_path / "demo" / "environments"
     log = subprocess.run(["git", "-C", str(envs), "log", "--format=%s", "main"], capture_output=True, text=True).stdout
     assert log.splitlines() == [

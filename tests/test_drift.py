@@ -167,7 +167,7 @@ def test_csv_windows_work_too(served: Served, run_cli) -> None:
 def test_the_cronjob_arguments_are_what_this_command_accepts() -> None:
     cat = load_catalog(EXAMPLE_CATALOG)
     model, env = cat.model("fraud-detector"), cat.environment("production")
-    args = build_parser().parse_args(drift_args(model, env)[1:])
+    args = build_parser().parse_args(drift_args(model, env))
     assert (args.model, args.env, args.alias, args.action) == ("fraud-detector", "production", "champion", "retrain")
     assert args.drift_share == 0.3 and args.column == ["amount=psi:0.2"]
     assert parse_column(args.column[0]) == ("amount", "psi", 0.2)
@@ -176,3 +176,70 @@ def test_the_cronjob_arguments_are_what_this_command_accepts() -> None:
 def test_job_defaults() -> None:
     job = DriftJob("m", "e", "r", "a", "x")
     assert job.sample == 100_000 and job.reference is None
+
+
+def test_the_result_names_its_run_and_experiment_so_links_resolve(served: Served, run_cli) -> None:
+    assert served.run(run_cli, served.window(frame(2000, seed=2))).code == 0
+    (run,) = served.runs()
+    local = served.client.download_artifacts(run.info.run_id, "drift-result.json", str(served.tmp))
+    document = json.loads(Path(local).read_text())
+    assert document["runId"] == run.info.run_id and document["experimentId"] == run.info.experiment_id
+
+
+def test_two_environments_serving_one_version_keep_separate_verdicts(served: Served, run_cli) -> None:
+    shifted, steady = served.window(frame(2000, seed=3, shift=0.8), "a.parquet"), served.window(frame(2000, seed=2))
+    assert served.run(run_cli, shifted, "--drift-share", "0.3").code == 0
+    assert served.run(run_cli, steady, "--environment", "staging").code == 0  # the later flag wins
+    tags = served.tags()
+    assert tags["releasebot.drift.production.status"] == "drift"
+    assert tags["releasebot.drift.staging.status"] == "ok"
+    assert tags["releasebot.drift.production.run_id"] != tags["releasebot.drift.staging.run_id"]
+
+
+def test_version_checks_the_served_version_not_the_aliased_one(served: Served, run_cli) -> None:
+    newer = served.client.create_model_version(served.name, "s3://m/2").version
+    served.client.set_registered_model_alias(served.name, "champion", newer)  # production pinned to the old one
+    result = served.run(run_cli, served.window(frame(2000, seed=2)), "--version", served.version)
+    assert result.code == 0, result.err
+    assert f" v{served.version} in production: ok" in result.out
+    assert served.tags()["releasebot.drift.production.status"] == "ok"
+    missing = served.run(run_cli, served.window(frame(2000, seed=2)), "--version", "999")
+    assert missing.code == 1 and "version 999" in missing.err
+
+
+def test_a_training_reference_needs_no_storage_uri_map(served: Served, run_cli) -> None:
+    run_id = served.client.get_model_version(served.name, served.version).run_id
+    # A local path: KServe cannot read it, so only the planner would need a storageUriMap entry.
+    source = f"{served.client.get_run(run_id).info.artifact_uri}/model"
+    proxied = served.client.create_model_version(served.name, source, run_id=run_id)
+    served.client.set_registered_model_alias(served.name, "champion", proxied.version)
+    result = served.run(run_cli, served.window(frame(2000, seed=2)))
+    assert result.code == 0, result.err
+
+
+def test_a_local_store_keeps_drift_artifacts_beside_its_database(
+    tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    store, cwd = tmp_path / "store", tmp_path / "cwd"
+    store.mkdir()
+    cwd.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
+    client.create_registered_model("local")
+    client.create_model_version("local", "s3://m/1")
+    client.set_registered_model_alias("local", "champion", "1")
+    frame(500, seed=1).to_parquet(tmp_path / "ref.parquet")
+    frame(500, seed=2).to_parquet(tmp_path / "cur.parquet")
+    monkeypatch.chdir(cwd)
+    result = run_cli(
+        "drift", "run", "--model", "local", "--env", "dev", "--alias", "champion", "--tracking-uri", uri,
+        "--reference", tmp_path / "ref.parquet", "--current", tmp_path / "cur.parquet",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in (store / "mlartifacts").rglob("*") if p.is_file()) == [
+        "drift-result.json",
+        "report.html",
+    ]

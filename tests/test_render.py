@@ -146,7 +146,8 @@ def test_apply_owned_selector_creates_and_deletes_list_entries() -> None:
     assert apply_owned(existing, {"env": []}, rule) == ["$.env[name=B].value"]
 
 
-def test_workflow_install_step_followed_even_after_a_person_adds_steps(env_repo: Path) -> None:
+def test_workflow_image_followed_even_after_a_person_adds_steps(env_repo: Path) -> None:
+    # (Was: the install step followed bot.package. The workflow now runs from bot.image instead.)
     path = env_repo / ".github/workflows/validate.yml"
     text = path.read_text().replace(
         "      - uses: actions/checkout@v4\n", "      - uses: actions/checkout@v4\n      - run: echo hello\n"
@@ -155,12 +156,11 @@ def test_workflow_install_step_followed_even_after_a_person_adds_steps(env_repo:
     edit_catalog(
         env_repo,
         "  image: ghcr.io/releasebot/releasebot:0.1.0\n",
-        "  image: ghcr.io/releasebot/releasebot:0.1.0\n  package: releasebot==0.2.0\n",
+        "  image: ghcr.io/releasebot/releasebot:0.2.0\n",
     )
-    assert render(env_repo) == [
-        "update .github/workflows/validate.yml: $.jobs.validate.steps[name=Install releasebot].run"
-    ]
-    assert path.read_text() == text.replace('"releasebot==0.1.0"', '"releasebot==0.2.0"')
+    changed = render(env_repo)
+    assert "update .github/workflows/validate.yml: $.jobs.validate.container.image" in changed
+    assert path.read_text() == text.replace("releasebot/releasebot:0.1.0", "releasebot/releasebot:0.2.0")
 
 
 @pytest.mark.parametrize(

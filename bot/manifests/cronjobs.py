@@ -59,8 +59,8 @@ def retrain_path(env: str, model: str) -> str:
 def drift_args(model: Model, env: Environment) -> list[str]:
     d = model.drift
     assert d is not None
+    # The image's ENTRYPOINT is ``releasebot``: args start at the subcommand.
     args = [
-        "releasebot",
         "drift",
         "run",
         "--model",

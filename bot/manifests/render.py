@@ -32,7 +32,9 @@ _BEGIN, _END = "# BEGIN releasebot (generated from releasebot.yaml; edit outside
 
 WORKFLOW_OWNED = [
     Owned(("on", "push", "branches")),
-    Owned(("jobs", "validate", "steps", Sel("name", "Install releasebot"), "run")),
+    Owned(("jobs", "validate", "container", "image")),
+    # Older repositories installed an unpublished package here; the image replaces that step.
+    Owned(("jobs", "validate", "steps", Sel("name", "Install releasebot"))),
 ]
 
 Reader = Callable[[str], "str | None"]
@@ -92,7 +94,7 @@ def _readme(cat: Catalog) -> str:
 This repository is the only way a model reaches the `{cat.cluster_name}` cluster. It is generated
 and maintained by releasebot from [`releasebot.yaml`](releasebot.yaml), and Argo CD syncs it.
 
-- Environments, in promotion order: {envs}.
+- Environments, each following its own MLflow alias: {envs}.
 - `argocd/` holds the AppProject and the ApplicationSet; apply them once
   (`kubectl apply -n {cat.argocd_namespace} -f argocd/`), and Argo CD takes it from there.
 - Change the catalog by pull request; `releasebot render` brings the manifests in line, and
@@ -125,7 +127,7 @@ def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
                 "repo/validate.yml",
                 {
                     "repository.branch": cat.branch,
-                    "bot.package": cat.bot_package,
+                    "bot.image": cat.bot_image,
                 },
             ),
             WORKFLOW_OWNED,
