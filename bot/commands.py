@@ -152,7 +152,7 @@ def status_rows(cat: Catalog, state: RepoState, snapshot: RegistrySnapshot, subj
                     "held": (now.pinned if now else None) or "-",
                     "blocked": ",".join(sorted(now.blocked)) if now and now.blocked else "-",
                     "proposed": proposed or "-",
-                    "drift": version.tag.get("releasebot.drift.status", "-") if version else "-",
+                    "drift": (version.drift_tag(env.name, "status") or "-") if version else "-",
                 }
             )
     return rows

@@ -11,9 +11,8 @@ then records:
   HTML report, and ``drift-result.json`` valid against ``schemas/drift-result.schema.json``);
 * tags on the served model version, scoped by environment so two environments serving the same
   version keep separate verdicts: ``releasebot.drift.<environment>.status`` (``ok`` or
-  ``drift``), ``.share``, ``.run_id``, ``.checked_at``. The same four are also written unscoped
-  (``releasebot.drift.status`` ...), which is what the planner reads until it reads the scoped
-  ones; the bot reacts to those tags, not to this process.
+  ``drift``), ``.share``, ``.run_id``, ``.checked_at``; the bot reacts to those tags, not to
+  this process.
 
 The version checked is ``--version`` when given (the version the environment's manifest serves,
 so a pin or rollback is followed), else the one the environment's alias points at. The drift
@@ -299,16 +298,14 @@ def _record(job: DriftJob, registry: Registry, version: str, result: dict[str, A
 
 
 def drift_tags(environment: str, result: dict[str, Any]) -> dict[str, str]:
-    """The model version tags one result sets: per environment, and unscoped (read by the planner
-    until it reads the per-environment ones; then the unscoped ones go)."""
+    """The model version tags one result sets, all scoped by the environment checked."""
     values = {
         "status": result["status"],
         "share": f"{result['driftShare']:.4f}",
         "run_id": result["runId"],
         "checked_at": result["checkedAt"],
     }
-    tags = {f"{TAG}.{environment}.{key}": value for key, value in values.items()}
-    return tags | {f"{TAG}.{key}": value for key, value in values.items()}
+    return {f"{TAG}.{environment}.{key}": value for key, value in values.items()}
 
 
 def _key(column: str) -> str:

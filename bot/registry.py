@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
-from bot.plan.types import Dataset, ModelState, RegistrySnapshot, Version
+from bot.plan.types import DRIFT_TAG, Dataset, ModelState, RegistrySnapshot, Version
 
 __all__ = ["Dataset", "ModelState", "Registry", "RegistrySnapshot", "Version", "map_storage_uri", "registry_cache"]
 
@@ -115,7 +115,7 @@ class Registry:
         run = self._run(mv.run_id, where) if mv.run_id else {}
         tags = dict(mv.tags or {})
         return Version(
-            drift=self._drift_result(tags),
+            drift=self._drift_results(tags),
             registered_model=registered_model,
             version=str(mv.version),
             storage_uri=storage_uri,
@@ -147,11 +147,18 @@ class Registry:
             self.cache.put("run", run_id, found)
         return found
 
-    def _drift_result(self, tags: dict[str, str]) -> dict[str, Any] | None:
-        """The drift job's result behind a version's ``releasebot.drift.*`` tags, when it found drift."""
-        run_id = tags.get("releasebot.drift.run_id")
-        if tags.get("releasebot.drift.status") != "drift" or not run_id:
-            return None
+    def _drift_results(self, tags: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """The drift job's result behind each environment's ``releasebot.drift.<env>.*`` tags that say drift."""
+        found = {}
+        for key, status in tags.items():
+            parts = key.split(".")
+            if len(parts) == 4 and key.startswith(DRIFT_TAG + ".") and parts[3] == "status" and status == "drift":
+                run_id = tags.get(f"{DRIFT_TAG}.{parts[2]}.run_id")
+                if run_id:
+                    found[parts[2]] = self._drift_result(run_id)
+        return found
+
+    def _drift_result(self, run_id: str) -> dict[str, Any]:
         found = self.cache.get("drift", run_id)
         if found is not None:
             return found

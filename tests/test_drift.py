@@ -95,9 +95,11 @@ def test_no_drift_is_recorded_as_ok(served: Served, run_cli) -> None:
     assert result.code == 0, result.err
     assert ": ok (0/7 columns drifted: none;" in result.out
     tags = served.tags()
-    assert tags["releasebot.drift.status"] == "ok" and float(tags["releasebot.drift.share"]) == 0.0
+    assert (
+        tags["releasebot.drift.production.status"] == "ok" and float(tags["releasebot.drift.production.share"]) == 0.0
+    )
     (run,) = served.runs()
-    assert tags["releasebot.drift.run_id"] == run.info.run_id
+    assert tags["releasebot.drift.production.run_id"] == run.info.run_id
     assert run.data.metrics["drift_share"] == 0.0 and "score.f0" in run.data.metrics
     assert run.data.params["reference"] == str(served.reference)  # the training dataset, from the run inputs
     artifacts = {a.path for a in served.client.list_artifacts(run.info.run_id)}
@@ -114,7 +116,7 @@ def test_shifted_data_is_drift_with_the_drifted_columns_first(served: Served, ru
     )
     assert result.code == 0, result.err  # drift is a finding, not a failure
     assert ": drift (4/7 columns drifted: f0, f1, f2, f3;" in result.out
-    assert served.tags()["releasebot.drift.status"] == "drift"
+    assert served.tags()["releasebot.drift.production.status"] == "drift"
     (run,) = served.runs()
     assert run.data.params["method.f5"] == "psi@0.2"
     assert served.run(run_cli, served.window(frame(2000, seed=3, shift=0.8)), "--fail-on-drift").code == 1

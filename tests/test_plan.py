@@ -10,7 +10,7 @@ from bot import yamlio
 from bot.blueprints import BlueprintSet
 from bot.catalog import load_catalog
 from bot.manifests import inferenceservice
-from bot.plan import BotBranch, Key, RepoState, fingerprint, plan, release_edit, rollback, unblock
+from bot.plan import BotBranch, Change, Key, RepoState, fingerprint, plan, release_edit, rollback, unblock
 from bot.registry import Dataset, ModelState, RegistrySnapshot, Version
 from tests.conftest import EXAMPLE_CATALOG
 
@@ -185,7 +185,7 @@ def test_drift_policy_alert_raises_and_resolves_none_only_records(action: str) -
     )
 
     def drifting(status: str) -> RegistrySnapshot:
-        tags = (("releasebot.drift.status", status), ("releasebot.drift.run_id", f"run-{status}"))
+        tags = (("releasebot.drift.production.status", status), ("releasebot.drift.production.run_id", f"run-{status}"))
         state = ModelState("fraud-detector", (("champion", "2"),), {"2": replace(version("2"), tags=tags)})
         return RegistrySnapshot("http://mlflow", {"fraud-detector": state})
 
@@ -251,10 +251,58 @@ def test_a_retrain_branch_closes_when_the_drift_it_answered_is_gone(env_repo: Pa
     def tagged(status: str) -> RegistrySnapshot:
         from dataclasses import replace
 
-        v2 = replace(version("2"), tags=(("releasebot.drift.status", status), ("releasebot.drift.run_id", "r")))
+        v2 = replace(
+            version("2"),
+            tags=(("releasebot.drift.production.status", status), ("releasebot.drift.production.run_id", "r")),
+        )
         return RegistrySnapshot("http://mlflow", {"fraud-detector": ModelState("fraud-detector", (), {"2": v2})})
 
     drifting = plan(CAT, tagged("drift"), repo, env="production", model="fraud-detector")
     assert [c.key.kind for c in drifting.changes] == ["retrain"] and drifting.closes == ()
     healed = plan(CAT, tagged("ok"), repo, env="production", model="fraud-detector")
     assert healed.changes == () and [c.key.branch for c in healed.closes] == [branch]
+
+
+def test_two_environments_serving_one_version_keep_separate_drift_verdicts(env_repo: Path) -> None:
+    """dev's "no drift" on v2 does not cancel production's retrain for the same v2."""
+    from dataclasses import replace
+
+    files = _repo_files(env_repo)
+    for env in ("dev", "production"):
+        path = f"{env}/fraud-detector/inferenceservice.yaml"
+        files[path] = release_edit(path, files[path], version("2")).new
+    tags = (
+        ("releasebot.drift.dev.status", "ok"),
+        ("releasebot.drift.dev.run_id", "run-dev"),
+        ("releasebot.drift.production.status", "drift"),
+        ("releasebot.drift.production.run_id", "run-prod"),
+    )
+    v2 = replace(version("2"), tags=tags)
+    registry = RegistrySnapshot("http://mlflow", {"fraud-detector": ModelState("fraud-detector", (), {"2": v2})})
+    p = plan(CAT, registry, RepoState(files), model="fraud-detector")
+    retrains = [c for c in p.changes if c.key.kind == "retrain"]
+    assert [c.key.environment for c in retrains] == ["production"]
+    assert "run-prod" in retrains[0].commit_message and "run-dev" not in retrains[0].commit_message
+
+
+def _drift_version(text: str) -> str:
+    doc = yamlio.to_plain(yamlio.load(text, "drift-check-cronjob.yaml"))
+    [container] = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return next(e["value"] for e in container["env"] if e["name"] == "RELEASEBOT_SERVED_VERSION")
+
+
+def test_the_drift_check_follows_what_a_release_and_a_rollback_serve(env_repo: Path) -> None:
+    """A release commit points the environment's drift check at the released version; a
+    rollback at the pinned one — never at the alias, which may say something else."""
+    files = _repo_files(env_repo)
+    drift_path = "production/fraud-detector/drift-check-cronjob.yaml"
+    assert _drift_version(files[drift_path]) == ""
+    p = plan(CAT, snapshot({"champion": "3"}, "3"), RepoState(files), env="production", model="fraud-detector")
+    [release] = [c for c in p.changes if c.key.kind == "release"]
+    edited = {e.path: e for e in release.edits}
+    assert set(edited) == {PATH, drift_path}
+    assert _drift_version(edited[drift_path].new) == "3"
+    files = files | {e.path: e.new for e in release.edits}
+    back = rollback(CAT, "production", "fraud-detector", RepoState(files), version("2"))
+    assert isinstance(back, Change)
+    assert _drift_version({e.path: e for e in back.edits}[drift_path].new) == "2"

@@ -95,7 +95,7 @@ def test_every_drift_check_cronjob_runs_as_kubernetes_starts_it(tmp_path: Path, 
         # A read-only root filesystem: the job writes nothing where it runs.
         assert list(cwd.iterdir()) == [], f"{where} wrote {list(cwd.iterdir())}"
     fraud = example.client.get_model_version(example.names["fraud-detector"], "1").tags
-    assert fraud["releasebot.drift.status"] == "drift"
+    assert fraud["releasebot.drift.production.status"] == "drift"
 
 
 def test_every_generated_pod_meets_pod_security_restricted(env_repo: Path) -> None:

@@ -25,13 +25,30 @@ _COMMON = [
     Owned(("metadata", "labels", "releasebot.dev/environment")),
     Owned(("spec", "schedule")),
 ]
+# The version the environment serves, as the drift check's ``--version``: the registry owns its
+# value (every release and rollback commit sets it, so a pinned or rolled-back environment is
+# checked on what it really serves); the catalog only makes sure the entry exists.
+SERVED_VERSION_ENV = "RELEASEBOT_SERVED_VERSION"
+_SERVED_VERSION = (*_POD, "containers", DRIFT, "env", Sel("name", SERVED_VERSION_ENV))
 DRIFT_CATALOG_OWNED = [
     *_COMMON,
     Owned((*_POD, "containers", DRIFT, "image")),
     Owned((*_POD, "containers", DRIFT, "args")),
     Owned((*_POD, "containers", DRIFT, "resources")),
     Owned((*_POD, "containers", DRIFT, "env", Sel("name", "MLFLOW_TRACKING_URI"), "value")),
+    Owned(_SERVED_VERSION, mode="presence"),
 ]
+SERVED_VERSION_OWNED = [Owned((*_SERVED_VERSION, "value"))]
+
+
+def served_version(version: str) -> dict[str, Any]:
+    """The registry-owned part of a drift check: the version it checks."""
+    env = [{"name": SERVED_VERSION_ENV, "value": version}]
+    return {
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "drift-check", "env": env}]}}}}}
+    }
+
+
 RETRAIN_CATALOG_OWNED = [
     *_COMMON,
     Owned((*_POD, "containers", SUBMIT, "image")),
@@ -71,6 +88,9 @@ def drift_args(model: Model, env: Environment) -> list[str]:
         model.registered_model,
         "--alias",
         env.alias,
+        # Kubernetes expands $(VAR) from the container's env; empty (nothing released yet) means the alias's.
+        "--version",
+        f"$({SERVED_VERSION_ENV})",
         "--current",
         d.current.uri,
     ]

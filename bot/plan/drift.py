@@ -63,16 +63,18 @@ def _plan_retrain(cat: Catalog, env: Environment, model: Model, registry: Regist
     doc = yamlio.to_plain(yamlio.load(text, path))
     suspended = (doc.get("spec") or {}).get("suspend") is True
     annotations = (doc.get("metadata") or {}).get("annotations") or {}
-    tags = version.tag if version else {}
-    if suspended and tags.get("releasebot.drift.status") == "drift":
-        result = version.drift or {}
-        share, wanted_share = tags.get("releasebot.drift.share", "?"), model.drift.dataset_drift_share
+    status = version.drift_tag(env.name, "status") if version else None
+    run_id = (version.drift_tag(env.name, "run_id") if version else None) or ""
+    if suspended and status == "drift":
+        assert version is not None
+        result = version.drift.get(env.name, {})
+        share, wanted_share = version.drift_tag(env.name, "share") or "?", model.drift.dataset_drift_share
         reason = f"{share} of columns drifted (threshold {wanted_share}) on v{serving} in {env.name}"
         desired = {
             "spec": {"suspend": False},
             "metadata": {
                 "annotations": {
-                    cronjobs.DRIFT_RUN_ANNOTATION: tags.get("releasebot.drift.run_id", ""),
+                    cronjobs.DRIFT_RUN_ANNOTATION: run_id,
                     cronjobs.DRIFT_VERSION_ANNOTATION: serving,
                     cronjobs.DRIFT_REASON_ANNOTATION: reason,
                 }
@@ -94,8 +96,8 @@ def _plan_retrain(cat: Catalog, env: Environment, model: Model, registry: Regist
             f"v{annotations.get(cronjobs.DRIFT_VERSION_ANNOTATION)}); the retrain CronJob is suspended again."
         ]
     else:
-        status = tags.get("releasebot.drift.status", "no drift check yet")
-        return _moot(key, branch, f"v{serving} in {env.name} does not call for retraining now (drift: {status})")
+        verdict = status or "no drift check yet"
+        return _moot(key, branch, f"v{serving} in {env.name} does not call for retraining now (drift: {verdict})")
     loaded = yamlio.load(text, path)
     changed = apply_owned(loaded, yamlio.quote_ambiguous(desired), cronjobs.DRIFT_OWNED)
     if not changed:
@@ -107,7 +109,7 @@ def _plan_retrain(cat: Catalog, env: Environment, model: Model, registry: Regist
         return [], [], notes
     message = (
         f"{title}\n\n{why[0]}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
-        f"Releasebot-Drift-Run: {tags.get('releasebot.drift.run_id', 'none')}\n"
+        f"Releasebot-Drift-Run: {run_id or 'none'}\n"
     )
     body = "\n".join([*why, "", f"<!-- releasebot:fingerprint={fp} -->"])
     return (
@@ -138,18 +140,17 @@ def _plan_alert(env: Environment, model: Model, registry: RegistrySnapshot, repo
     serving, version = found if found is not None else (None, None)
     if version is None:
         return []
-    tags = version.tag
-    status, run_id = tags.get("releasebot.drift.status"), tags.get("releasebot.drift.run_id", "")
+    status, run_id = version.drift_tag(env.name, "status"), version.drift_tag(env.name, "run_id") or ""
     key = Key(env.name, model.name, "alert")
     fp = fingerprint(key.branch, status or "", run_id)
     labels = ("releasebot", "drift", *env.labels)
     if status == "drift":
-        share, checked = tags.get("releasebot.drift.share", "?"), tags.get("releasebot.drift.checked_at", "?")
+        share, checked = version.drift_tag(env.name, "share") or "?", version.drift_tag(env.name, "checked_at") or "?"
         lines = [
             f"The drift check found drift on **{model.name}** v{serving} in **{env.name}**: {share} of columns "
             f"drifted (threshold {model.drift.dataset_drift_share}), checked {checked}.",
             "",
-            *_drift_table(version.drift or {}, registry.tracking_uri),
+            *_drift_table(version.drift.get(env.name, {}), registry.tracking_uri),
             "",
             f"The model's drift policy is `alert`: releasebot changes nothing. Retrain, then move "
             f"`@{env.alias}` to the new version; this issue is updated by every check that still finds drift "

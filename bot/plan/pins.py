@@ -12,7 +12,7 @@ from bot.catalog import Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import apply_owned
 from bot.plan.facts import served
-from bot.plan.release import _apply_release
+from bot.plan.release import _apply_release, drift_follow_edit
 from bot.plan.types import Change, FileEdit, Key, Note, RepoState, Served, Version, fingerprint
 
 
@@ -58,7 +58,9 @@ def rollback(cat: Catalog, env_name: str, model_name: str, repo: RepoState, targ
     blocked = now.blocked | {now.version}
     edit = pin_edit(path, text, target.version, frozenset(blocked), target)
     assert edit is not None
-    fp = fingerprint(key.branch, target.version, ",".join(sorted(blocked)), edit.new)
+    follow = drift_follow_edit(repo, env.name, model.name, target.version)
+    edits = (edit,) if follow is None else (edit, follow)
+    fp = fingerprint(key.branch, target.version, ",".join(sorted(blocked)), *(e.new for e in edits))
     title = f"Roll back {model.name} in {env.name} to v{target.version} (blocks v{now.version})"
     message = (
         f"{title}\n\nPinned to version {target.version}; version {now.version} is blocked until "
@@ -77,7 +79,7 @@ def rollback(cat: Catalog, env_name: str, model_name: str, repo: RepoState, targ
     return Change(
         key=key,
         write_back=env.write_back,
-        edits=(edit,),
+        edits=edits,
         version=target.version,
         previous=now.version,
         commit_message=message,

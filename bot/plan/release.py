@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bot import yamlio
 from bot.catalog import Catalog, Environment, Model
+from bot.manifests import cronjobs
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import apply_owned, has
 from bot.plan.facts import served
@@ -40,6 +41,19 @@ def release_edit(path: str, text: str, version: Version) -> FileEdit | None:
     """The ISVC text serving ``version``: registry-owned fields only, everything else as it was."""
     doc = yamlio.load(text, path)
     changed = _apply_release(doc, version)
+    if not changed:
+        return None
+    return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
+
+
+def drift_follow_edit(repo: RepoState, env: str, model: str, version: str) -> FileEdit | None:
+    """Point the drift check of (``env``, ``model``) at ``version``, the version it will serve."""
+    path = cronjobs.drift_check_path(env, model)
+    text = repo.main_files.get(path)
+    if text is None:
+        return None
+    doc = yamlio.load(text, path)
+    changed = apply_owned(doc, yamlio.quote_ambiguous(cronjobs.served_version(version)), cronjobs.SERVED_VERSION_OWNED)
     if not changed:
         return None
     return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
@@ -106,10 +120,14 @@ def _plan_release(
                 error=True,
             )
         )
-    edit = release_edit(path, text, version)
-    if edit is None:
+    edits = tuple(
+        e
+        for e in (release_edit(path, text, version), drift_follow_edit(repo, env.name, model.name, version.version))
+        if e
+    )
+    if not edits:
         return _moot(key, branch, f"main already serves version {wanted}")
-    fp = fingerprint(key.branch, version.version, version.storage_uri, edit.new)
+    fp = fingerprint(key.branch, version.version, version.storage_uri, *(e.new for e in edits))
     held, notes = _held(key, branch, fp)
     if held:
         return [], [], notes
@@ -118,11 +136,11 @@ def _plan_release(
     title = f"Release {model.name} v{version.version} to {env.name}"
     if supersedes:
         title += f" (supersedes v{supersedes})"
-    body = release_body(cat, env, model, version, previous_v, now.version, (edit,), fp, supersedes, key.branch)
+    body = release_body(cat, env, model, version, previous_v, now.version, edits, fp, supersedes, key.branch)
     change = Change(
         key=key,
         write_back=env.write_back,
-        edits=(edit,),
+        edits=edits,
         version=version.version,
         previous=now.version,
         commit_message=_commit_message(model, env, version, now.version, reason),

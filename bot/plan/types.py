@@ -22,6 +22,7 @@ from typing import Any, Literal
 Kind = Literal["release", "pin", "capacity", "retrain", "alert"]
 KINDS: frozenset[str] = frozenset(("release", "pin", "capacity", "retrain"))  # the kinds that have branches
 CAPACITY_KEY_MODEL = "karpenter"  # capacity changes are keyed (environment, "karpenter", "capacity")
+DRIFT_TAG = "releasebot.drift"  # model version tags: releasebot.drift.<environment>.<status|share|run_id|checked_at>
 TRAILERS = ("Releasebot-Model", "Releasebot-Version", "Releasebot-Run", "Releasebot-Environment")
 
 
@@ -53,12 +54,17 @@ class Version:
     tags: tuple[tuple[str, str], ...] = ()
     run_tags: tuple[tuple[str, str], ...] = ()
     datasets: tuple[Dataset, ...] = ()
-    # The drift job's result document when the version's drift tags say "drift" (see bot.drift).
-    drift: dict[str, Any] | None = field(default=None, compare=False)
+    # The drift job's result document, per environment whose drift tags say "drift" (bot.drift).
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
 
     @property
     def tag(self) -> dict[str, str]:
         return dict(self.tags)
+
+    def drift_tag(self, environment: str, name: str) -> str | None:
+        """The drift job's verdict for this version in ``environment``: tags are per environment,
+        so two environments serving one version keep separate verdicts."""
+        return self.tag.get(f"{DRIFT_TAG}.{environment}.{name}")
 
 
 @dataclass(frozen=True)
