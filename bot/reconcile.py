@@ -36,14 +36,16 @@ class Result:
 
 def observe(repo: EnvRepo, registry_for: Callable[[Catalog], Registry]) -> tuple[Catalog, RepoState, Registry]:
     repo.sync()
-    text = repo.read(CATALOG_FILE)
+    # Every read from one commit: another thread's fetch may move main while we read.
+    main = repo.main_sha()
+    text = repo.read(CATALOG_FILE, main)
     if text is None:
         raise PermanentUpstreamError(f"{repo.remote} has no {CATALOG_FILE} on {repo.branch}")
     cat = parse_catalog(text, CATALOG_FILE, repo.workdir)
     paths = [isvc.path_of(e.name, m.name) for e in cat.environments for m in cat.models_in(e)]
     paths += [karpenter.pool_path(e.name, gpu) for e in cat.environments for gpu in (False, True)]
     paths += [cronjobs.retrain_path(e.name, m.name) for e in cat.environments for m in cat.models_in(e)]
-    files = {p: t for p in paths if (t := repo.read(p)) is not None}
+    files = {p: t for p in paths if (t := repo.read(p, main)) is not None}
     return cat, RepoState(files, repo.bot_branches()), registry_for(cat)
 
 

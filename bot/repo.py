@@ -17,15 +17,18 @@ and the planner then leaves that branch alone. Nothing here decides *what* to wr
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import os
 import re
 import subprocess
 import tarfile
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import git
 
@@ -100,10 +103,27 @@ def default_workdir(remote: str) -> Path:
     return base / hashlib.sha256(remote.encode()).hexdigest()[:16]
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _writes(method: _F) -> _F:
+    """The method moves the working tree, the index, HEAD or refs: one such method at a time."""
+
+    @functools.wraps(method)
+    def locked(self: EnvRepo, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class EnvRepo:
     """``token``, when given, is asked for a fresh token before each fetch or push over HTTPS
     (a GitHub App's installation token): it goes to git as an HTTP header through the
-    environment, never on a command line, so it cannot show up in an error message."""
+    environment, never on a command line, so it cannot show up in an error message.
+
+    Threads may share one: reads name a commit or ref and change nothing, while whatever moves
+    the working tree, the index, HEAD or refs (fetch, checkout, commit, push) holds ``lock``."""
 
     def __init__(
         self, remote: str, workdir: Path, branch: str = "main", token: Callable[[], str] | None = None
@@ -113,6 +133,7 @@ class EnvRepo:
         self.branch = branch
         self.token = token
         self._repo: git.Repo | None = None
+        self.lock = threading.RLock()
 
     def auth_env(self) -> dict[str, str]:
         if self.token is None or not self.remote.startswith("https://"):
@@ -137,10 +158,8 @@ class EnvRepo:
         if args[0] in ("fetch", "push"):
             env = {**(env or {}), **self.auth_env()}
         try:
-            if env:
-                with self.repo.git.custom_environment(**env):
-                    return self.repo.git.execute(["git", *args])
-            return self.repo.git.execute(["git", *args])
+            # Per call, not custom_environment: that changes the Git object every thread shares.
+            return self.repo.git.execute(["git", *args], env=env)
         except git.GitCommandError as exc:
             stderr = (exc.stderr or "").strip()
             if "stale info" in stderr or "rejected" in stderr or "fetch first" in stderr:
@@ -149,6 +168,7 @@ class EnvRepo:
                 raise TransientUpstreamError(f"git remote {self.remote} unreachable: {stderr}") from exc
             raise PermanentUpstreamError(f"git {args[0]} failed: {stderr or exc}") from exc
 
+    @_writes
     def sync(self) -> None:
         """Clone on first use, fetch (pruning deleted branches) after that."""
         try:
@@ -200,6 +220,7 @@ class EnvRepo:
             )
         return branches
 
+    @_writes
     def export(self, sha: str, branch: str, dest: Path, pull_number: int | None = None) -> None:
         """Write the tree of commit ``sha`` into ``dest``, fetching it first if need be: from the
         pull request's ref (which also covers forks) or else from ``branch``."""
@@ -247,6 +268,7 @@ class EnvRepo:
         self._git("commit", "--quiet", "--no-verify", "-m", message, env=_BOT_ENV)
         return self._git("rev-parse", "HEAD")
 
+    @_writes
     def commit_to_main(self, change: Change) -> str:
         """Commit straight onto the remote main; a moved main is a ConflictError."""
         self._git("checkout", "--quiet", "--force", "-B", self.branch, self.main_ref)
@@ -256,6 +278,7 @@ class EnvRepo:
         self._git("update-ref", self.main_ref, sha)
         return sha
 
+    @_writes
     def push_branch(self, change: Change, expected: str | None) -> str:
         """Rebuild the change's branch from the latest main and push it with a lease on ``expected``."""
         branch = change.key.branch
@@ -267,6 +290,7 @@ class EnvRepo:
         self._git("update-ref", f"refs/remotes/origin/{branch}", sha)
         return sha
 
+    @_writes
     def delete_branch(self, branch: BotBranch) -> None:
         self._git(
             "push",
