@@ -21,6 +21,7 @@ import uvicorn
 from bot.catalog import load_catalog
 from bot.intake import sign_mlflow
 from bot.server import Receiver, Settings, create_app
+from bot.work import LocalWork
 from tests.conftest import EXAMPLE_CATALOG
 from tests.mlflow_server import free_port
 
@@ -46,7 +47,7 @@ class SlowWorker:
 def bench_webhook_ack_latency_and_coalescing() -> None:
     cat = load_catalog(EXAMPLE_CATALOG)
     worker = SlowWorker()
-    receiver = Receiver(Settings("gh", SECRET, resync_seconds=3600), lambda: cat, worker)
+    receiver = Receiver(Settings("gh", SECRET, resync_seconds=3600), LocalWork(worker, lambda: cat))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(receiver), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
