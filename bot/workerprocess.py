@@ -24,6 +24,7 @@ This module does not know what the work is; :mod:`bot.service` does.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import logging.handlers
@@ -279,6 +280,10 @@ def _child_main(
     # commit in half; the receiver drains and then tells the child to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints where its threads are
+    # When the cores are busy, the scheduler serves the receiver first: an acknowledgement is
+    # owed within milliseconds, a reconcile is not.
+    os.nice(10)
     root = logging.getLogger()
     root.handlers[:] = [_ToParent(outbox)]
     root.setLevel(level)
