@@ -248,7 +248,7 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
 
 def serve_config(args: argparse.Namespace) -> dict[str, str]:
     """Flags over the environment over ``--config``."""
-    from bot.service import load_config
+    from bot.serve import load_config
 
     config = load_config(os.environ, Path(args.config) if args.config else None)
     flags = {"RELEASEBOT_REPO": args.repo, "RELEASEBOT_WORKDIR": args.workdir, "MLFLOW_TRACKING_URI": args.tracking_uri}
@@ -258,19 +258,24 @@ def serve_config(args: argparse.Namespace) -> dict[str, str]:
     return config
 
 
-def build_server(args: argparse.Namespace):  # -> (uvicorn.Server, Service); imported lazily
-    """What ``releasebot serve`` runs: the uvicorn server and the worker behind it."""
+def build_server(args: argparse.Namespace, in_process: bool = False):  # -> (uvicorn.Server, Work); imported lazily
+    """What ``releasebot serve`` runs: the uvicorn server, and the work behind it (a worker
+    process, started and stopped with the server; ``in_process`` only for tests that mock HTTP)."""
     import uvicorn
 
+    from bot.serve import build_receiver
     from bot.server import create_app
-    from bot.service import build_receiver
 
-    receiver, service = build_receiver(serve_config(args))
+    receiver, work = build_receiver(serve_config(args), in_process=in_process)
     config = uvicorn.Config(create_app(receiver), host=args.host, port=args.port, log_level="info")
-    return uvicorn.Server(config), service
+    return uvicorn.Server(config), work
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    # uvicorn configures only its own loggers; without this, what the work did is not shown.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server, _ = build_server(args)
     server.run()
     return 0

@@ -21,6 +21,7 @@ timeouts, and turns failures into :class:`TransientUpstreamError` (unreachable, 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,7 @@ class _Immutable:
         self.path, self.scope = path, tracking_uri
         self.data: dict[str, dict[str, Any]] = {}
         self.dirty = False
+        self.lock = threading.Lock()  # one registry serves the keys ``serve`` runs at once
         if path is not None:
             try:
                 import json
@@ -272,11 +274,13 @@ class _Immutable:
                 self.data = {}
 
     def get(self, kind: str, key: str) -> Any:
-        return self.data.get(kind, {}).get(key)
+        with self.lock:
+            return self.data.get(kind, {}).get(key)
 
     def put(self, kind: str, key: str, value: Any) -> None:
-        self.data.setdefault(kind, {})[key] = value
-        self.dirty = True
+        with self.lock:
+            self.data.setdefault(kind, {})[key] = value
+            self.dirty = True
 
     def save(self) -> None:
         if self.path is None or not self.dirty:
@@ -286,8 +290,10 @@ class _Immutable:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.lock:
+                text = json.dumps({"format": 1, "scope": self.scope, "facts": self.data})
             with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, encoding="utf-8") as out:
-                json.dump({"format": 1, "scope": self.scope, "facts": self.data}, out)
+                out.write(text)
             os.replace(out.name, self.path)
             self.dirty = False
         except OSError:

@@ -17,6 +17,7 @@ and the planner then leaves that branch alone. Nothing here decides *what* to wr
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import os
@@ -28,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import git
 
@@ -204,10 +206,27 @@ class Tree(Mapping[str, str]):
         return sum(1 for t in self._read.values() if t is not None)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _writes(method: _F) -> _F:
+    """The method moves the working tree, the index, HEAD or refs: one such method at a time."""
+
+    @functools.wraps(method)
+    def locked(self: EnvRepo, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class EnvRepo:
     """``token``, when given, is asked for a fresh token before each fetch or push over HTTPS
     (a GitHub App's installation token): it goes to git as an HTTP header through the
-    environment, never on a command line, so it cannot show up in an error message."""
+    environment, never on a command line, so it cannot show up in an error message.
+
+    Threads may share one: reads name a commit or ref and change nothing, while whatever moves
+    the working tree, the index, HEAD or refs (fetch, checkout, commit, push) holds ``lock``."""
 
     def __init__(
         self, remote: str, workdir: Path, branch: str = "main", token: Callable[[], str] | None = None
@@ -218,6 +237,7 @@ class EnvRepo:
         self.token = token
         self._repo: git.Repo | None = None
         self._blobs: _BlobReader | None = None
+        self.lock = threading.RLock()
 
     def auth_env(self) -> dict[str, str]:
         if self.token is None or not self.remote.startswith("https://"):
@@ -242,10 +262,8 @@ class EnvRepo:
         if args[0] in ("fetch", "push"):
             env = {**(env or {}), **self.auth_env()}
         try:
-            if env:
-                with self.repo.git.custom_environment(**env):
-                    return self.repo.git.execute(["git", *args])
-            return self.repo.git.execute(["git", *args])
+            # Per call, not custom_environment: that changes the Git object every thread shares.
+            return self.repo.git.execute(["git", *args], env=env)
         except git.GitCommandError as exc:
             stderr = (exc.stderr or "").strip()
             if "stale info" in stderr or "rejected" in stderr or "fetch first" in stderr:
@@ -268,6 +286,7 @@ class EnvRepo:
             raise PermanentUpstreamError(f"git {args[0]} failed: {done.stderr.decode(errors='replace').strip()}")
         return done.stdout.decode("utf-8", errors="replace")
 
+    @_writes
     def sync(self) -> None:
         """Clone on first use, fetch (pruning deleted branches) after that."""
         try:
@@ -390,6 +409,7 @@ class EnvRepo:
             found[head] = tuple(sorted(humans, key=order.__getitem__))
         return found
 
+    @_writes
     def export(self, sha: str, branch: str, dest: Path, pull_number: int | None = None) -> None:
         """Write the tree of commit ``sha`` into ``dest``, fetching it first if need be: from the
         pull request's ref (which also covers forks) or else from ``branch``."""
@@ -447,6 +467,7 @@ class EnvRepo:
         message = change.commit_message.rstrip("\n") + f"\nReleasebot-Fingerprint: {change.fingerprint}\n"
         return self._git_input(["commit-tree", tree, "-p", base, "-F", "-"], message, env=_BOT_ENV).strip()
 
+    @_writes
     def commit_to_main(self, change: Change) -> str:
         """Commit straight onto the remote main; a moved main is a ConflictError."""
         sha = self._commit_on(self.main_sha(), change)
@@ -454,6 +475,7 @@ class EnvRepo:
         self._git("update-ref", self.main_ref, sha)
         return sha
 
+    @_writes
     def push_branch(self, change: Change, expected: str | None) -> str:
         """Rebuild the change's branch from the latest main and push it with a lease on ``expected``."""
         branch = change.key.branch
@@ -463,6 +485,7 @@ class EnvRepo:
         self._git("update-ref", f"refs/remotes/origin/{branch}", sha)
         return sha
 
+    @_writes
     def delete_branch(self, branch: BotBranch) -> None:
         self._git(
             "push",

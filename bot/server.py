@@ -8,8 +8,10 @@ queues every model, which catches whatever a webhook missed (MLflow delivers bes
 
 Three kinds of work reach the queue: a model to reconcile (coalescing), a commit to validate for
 the ``releasebot/validate`` check run (coalescing per commit), and a comment command (one per
-delivery). The :class:`Worker` does them; this module only decides what to queue. Unknown events
-are answered 202 and logged, with no work.
+delivery). A :class:`bot.work.Work` does them (in ``serve``, a worker process: this process only
+answers HTTP, so the work never holds its GIL); this module only decides what to queue. Unknown
+events are answered 202 and logged, with no work. Until the work has a catalog to route with,
+deliveries get 503 and ``/readyz`` says why.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -33,9 +35,7 @@ from starlette.routing import Route
 from bot import intake
 from bot.catalog import Catalog
 from bot.errors import SecurityError
-from bot.intake import CheckRequest, CommandRequest
-from bot.metrics import Metrics
-from bot.workqueue import CoalescingQueue
+from bot.work import Reconcile, Work
 
 # Metric labels come only from this set: a header is attacker-controlled until the signature checks
 # out, and every distinct label value would be a new time series held in memory.
@@ -72,61 +72,26 @@ class _Seen:
             return True
 
 
-class Worker(Protocol):
-    def reconcile(self, model: str) -> None: ...
-
-    def validate(self, check: CheckRequest) -> None: ...
-
-    def command(self, request: CommandRequest) -> None: ...
-
-
-@dataclass(frozen=True)
-class _Model:
-    name: str
-
-
 class Receiver:
-    """The app's state: queue, metrics, dedupe. The worker does the work, one item at a time."""
+    """The app's state: dedupe, metrics, and where the work goes."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        catalog: Callable[[], Catalog],
-        worker: Worker,
-        metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.settings, self.catalog, self.clock = settings, catalog, clock
-        self.metrics = metrics or Metrics()
-        self.registry = self.metrics.registry
+    def __init__(self, settings: Settings, work: Work, clock: Callable[[], float] = time.time) -> None:
+        self.settings, self.work, self.clock = settings, work, clock
+        self.catalog: Callable[[], Catalog] = work.catalog
+        self.queue = work.queue
+        self.metrics = work.metrics
         self.seen = _Seen()
-
-        def work(item: Hashable) -> None:
-            if isinstance(item, _Model):
-                with self.metrics.reconcile_seconds.time():
-                    worker.reconcile(item.name)
-            elif isinstance(item, CheckRequest):
-                worker.validate(item)
-            elif isinstance(item, CommandRequest):
-                worker.command(item)
-
-        def failed(item: Hashable, exc: BaseException) -> None:
-            self.metrics.reconcile_failures.inc()
-            log.error("%s failed: %s", item, exc)
-
-        self.queue = CoalescingQueue(work, failed)
-        self.metrics.queue_depth_from(self.queue.depth)
         self._stop = threading.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.queue.start()
+        self.work.start()
         threading.Thread(target=self._resync, name="releasebot-resync", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
-        self.queue.stop()  # drains what is queued
+        self.work.stop()  # drains what is queued
 
     def _resync(self) -> None:
         while not self._stop.wait(self.settings.resync_seconds):
@@ -136,7 +101,7 @@ class Receiver:
                 log.error("resync skipped: %s", exc)
                 continue
             for model in models:
-                self.queue.put(_Model(model.name))
+                self.queue.put(Reconcile(model.name))
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -153,12 +118,17 @@ class Receiver:
         return b"".join(chunks)
 
     def _accept(self, source: str, kind: str, delivery: str, payload: object, route: Callable) -> Response:
+        try:
+            cat = self.catalog()
+        except Exception as exc:  # the worker is starting or restarting: a retry must not count as a duplicate
+            self.metrics.events.labels(source, kind, "not-ready").inc()
+            return PlainTextResponse(f"not ready: {exc}", 503)
         if not self.seen.first_time(f"{source}:{delivery}"):
             self.metrics.events.labels(source, kind, "duplicate").inc()
             return JSONResponse({"queued": [], "note": "duplicate delivery"}, 202)
-        routed = route(payload, self.catalog()) if isinstance(payload, dict) else intake.Routed(note="not an object")
+        routed = route(payload, cat) if isinstance(payload, dict) else intake.Routed(note="not an object")
         for model in sorted(routed.models):
-            self.queue.put(_Model(model))
+            self.queue.put(Reconcile(model))
         for item in (*routed.checks, *routed.commands):
             self.queue.put(item)
         queued = [*sorted(routed.models), *(f"validate {c.head_sha[:12]}" for c in routed.checks)]
@@ -214,7 +184,9 @@ class Receiver:
         return self._accept("mlflow", kind, h.get("x-mlflow-delivery-id", ""), payload, intake.route_mlflow)
 
     async def scrape(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        # The worker's half may take a moment to come (another process); not on the event loop.
+        worker = await run_in_threadpool(self.work.exposition)
+        return Response(generate_latest(self.metrics.receiver) + worker, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")

@@ -1,9 +1,16 @@
-"""A work queue that coalesces: a key queued many times before it runs, runs once.
+"""A work queue that coalesces and runs independent keys in parallel, one at a time per key.
 
 Webhooks arrive in bursts (a PR merge fires push, pull_request and check events; MLflow retries
 with the same delivery). Each names a model; what matters is that the model is reconciled once
-*after* the last event, not once per event. One worker thread runs keys one at a time, so work
-for a key is serialized. ``stop`` drains what is queued before returning.
+*after* the last event, not once per event. So a key queued while it waits is counted once, and
+a key queued while it runs waits until that run ends (the run may have read the state before the
+event), then runs once more.
+
+Up to ``slots`` keys run at once, never the same key twice. The queue runs them itself on that
+many threads when given a handler; without one, something else takes keys (:meth:`take`) and
+reports them finished (:meth:`done`) or hands them back (:meth:`requeue`): the worker process
+does that. ``stop`` drains what is queued before returning. This module knows nothing about
+what a key means.
 """
 
 from __future__ import annotations
@@ -15,61 +22,101 @@ from collections.abc import Callable, Hashable
 
 class CoalescingQueue:
     def __init__(
-        self, handler: Callable[[Hashable], None], on_error: Callable[[Hashable, BaseException], None]
+        self,
+        handler: Callable[[Hashable], None] | None,
+        on_error: Callable[[Hashable, BaseException], None] | None = None,
+        slots: int = 1,
     ) -> None:
+        if slots < 1:
+            raise ValueError("a queue needs at least one slot")
         self._handler = handler
         self._on_error = on_error
-        self._pending: OrderedDict[Hashable, int] = OrderedDict()
+        self._slots = slots
+        self._pending: OrderedDict[Hashable, None] = OrderedDict()  # may run now
+        self._held: OrderedDict[Hashable, None] = OrderedDict()  # queued again while running
+        self._running: set[Hashable] = set()
         self._cond = threading.Condition()
         self._stopping = False
-        self._busy = False
-        self._thread = threading.Thread(target=self._run, name="releasebot-work", daemon=True)
+        count = slots if handler is not None else 0
+        self._threads = [
+            threading.Thread(target=self._run, name=f"releasebot-work-{i}", daemon=True) for i in range(count)
+        ]
         self.coalesced = 0
         self.runs = 0
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def put(self, key: Hashable) -> None:
         with self._cond:
-            if key in self._pending:
-                self._pending[key] += 1
+            if key in self._pending or key in self._held:
                 self.coalesced += 1
+            elif key in self._running:
+                self._held[key] = None
             else:
-                self._pending[key] = 1
-            self._cond.notify()
+                self._pending[key] = None
+            self._cond.notify_all()
 
     def depth(self) -> int:
+        """Keys waiting to run (a running key counts once more when it was queued again)."""
         with self._cond:
-            return len(self._pending)
+            return len(self._pending) + len(self._held)
+
+    def running(self) -> list[Hashable]:
+        with self._cond:
+            return list(self._running)
+
+    def take(self) -> Hashable | None:
+        """The next key that may run, once a slot is free; None when stopping and nothing is left."""
+        with self._cond:
+            while not (self._pending and len(self._running) < self._slots):
+                if self._stopping and not self._pending and not self._held and not self._running:
+                    return None
+                self._cond.wait()
+            key, _ = self._pending.popitem(last=False)
+            self._running.add(key)
+            return key
+
+    def done(self, key: Hashable) -> None:
+        with self._cond:
+            self._finish(key)
+            self.runs += 1
+
+    def requeue(self, key: Hashable) -> None:
+        """A taken key that did not run after all (its worker went away): first in line again."""
+        with self._cond:
+            self._finish(key)
+            self._pending[key] = None
+            self._pending.move_to_end(key, last=False)
+
+    def _finish(self, key: Hashable) -> None:
+        self._running.discard(key)
+        if key in self._held:
+            del self._held[key]
+            self._pending[key] = None
+        self._cond.notify_all()
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                key, _ = self._pending.popitem(last=False)
-                self._busy = True
+        assert self._handler is not None
+        while (key := self.take()) is not None:
             try:
                 self._handler(key)
             except BaseException as exc:  # one bad key must not stop the worker
-                self._on_error(key, exc)
+                if self._on_error is not None:
+                    self._on_error(key, exc)
             finally:
-                with self._cond:
-                    self._busy = False
-                    self.runs += 1
-                    self._cond.notify_all()
+                self.done(key)
 
     def join_idle(self, timeout: float = 30.0) -> bool:
         """Wait until nothing is queued or running (for shutdown and tests)."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not (self._pending or self._held or self._running), timeout)
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Finish what is queued, then stop the worker."""
+        """Finish what is queued, then stop the threads (and make :meth:`take` return None)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)

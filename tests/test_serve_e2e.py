@@ -38,8 +38,10 @@ def test_an_mlflow_alias_webhook_opens_the_release_pull_request(tmp_path: Path, 
         monkeypatch.setenv("RELEASEBOT_GITHUB_WEBHOOK_SECRET", "gh-secret")  # as an operator would
         monkeypatch.setenv("RELEASEBOT_MLFLOW_WEBHOOK_SECRET", ML_SECRET)
         monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
-        server, service = build_server(args)  # exactly what `releasebot serve` runs
-        done = service.done
+        # What `releasebot serve` runs, with the worker on a thread of this process: the GitHub
+        # mock intercepts this process's HTTP only. test_serve_process runs the worker process.
+        server, work = build_server(args, in_process=True)
+        done = work.worker.done
         thread = threading.Thread(target=server.run, daemon=True)
         with GitHubMock() as gh:
             gh.passthru(url)

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from bot.catalog import load_catalog
 from bot.intake import CheckRequest, CommandRequest, sign_mlflow
 from bot.server import MAX_BODY, Receiver, Settings, create_app
+from bot.work import LocalWork
 from tests.conftest import EXAMPLE_CATALOG
 
 HOOKS = Path(__file__).parent / "fixtures/github/webhooks"
@@ -47,7 +48,9 @@ class Harness:
         self.calls, self.gate = self.worker.calls, self.worker.gate
         self.now = now
         self.receiver = Receiver(
-            Settings(GH_SECRET, ML_SECRET, resync_seconds=3600), lambda: CAT, self.worker, clock=lambda: self.now
+            Settings(GH_SECRET, ML_SECRET, resync_seconds=3600),
+            LocalWork(self.worker, lambda: CAT),
+            clock=lambda: self.now,
         )
         self.client = TestClient(create_app(self.receiver))
 

@@ -10,7 +10,8 @@ import pytest
 from bot.errors import InvalidInput
 from bot.intake import CheckRequest, CommandRequest
 from bot.metrics import Metrics
-from bot.service import Service, build_receiver, load_config
+from bot.serve import build_receiver, load_config
+from bot.service import Service
 from tests.github_api import GitHubMock, check_run, example, permission, pull_request
 from tests.test_release_loop import World, git
 

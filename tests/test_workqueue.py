@@ -1,0 +1,82 @@
+"""The work queue: a burst for one key is one run after the last put; independent keys run at
+the same time, the same key never twice at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from bot.workqueue import CoalescingQueue
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[str, int] = {}
+        self.most_at_once = 0
+        self.overlap_per_key = 0
+        self.runs: list[str] = []
+
+    def __call__(self, key: str) -> None:
+        with self.lock:
+            self.running[key] = self.running.get(key, 0) + 1
+            self.overlap_per_key = max(self.overlap_per_key, self.running[key])
+            self.most_at_once = max(self.most_at_once, sum(self.running.values()))
+        time.sleep(0.05)
+        with self.lock:
+            self.running[key] -= 1
+            self.runs.append(key)
+
+
+def test_independent_keys_run_in_parallel_and_one_key_one_at_a_time() -> None:
+    record = Recorder()
+    q = CoalescingQueue(record, slots=3)
+    q.start()
+    for _ in range(20):
+        for key in ("a", "b", "c"):
+            q.put(key)
+            time.sleep(0.002)
+    assert q.join_idle(10)
+    q.stop()
+    assert record.most_at_once == 3  # three keys at once ...
+    assert record.overlap_per_key == 1  # ... never one key twice
+    # Puts while a key waits coalesce; a put while it runs makes one more run after it.
+    assert 3 <= len(record.runs) < 60 and q.coalesced == 60 - len(record.runs)
+    assert record.runs[-3:] and set(record.runs[-3:]) == {"a", "b", "c"}
+
+
+def test_a_key_put_while_it_runs_runs_again_after() -> None:
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def handler(key: str) -> None:
+        runs.append(key)
+        if len(runs) == 1:
+            started.set()
+            release.wait(5)
+
+    q = CoalescingQueue(handler, slots=2)
+    q.start()
+    q.put("a")
+    assert started.wait(5)
+    q.put("a")  # the running pass may have read the state before this event
+    q.put("a")
+    assert q.depth() == 1 and q.coalesced == 1
+    release.set()
+    assert q.join_idle(5)
+    q.stop()
+    assert runs == ["a", "a"]
+
+
+def test_stop_drains_and_a_requeued_key_goes_first() -> None:
+    q = CoalescingQueue(None, slots=1)  # someone else takes the keys (the worker process)
+    for key in ("a", "b"):
+        q.put(key)
+    assert q.take() == "a"
+    q.requeue("a")  # its worker went away before finishing it
+    assert q.take() == "a"
+    q.done("a")
+    q.stop(0)
+    assert q.take() == "b"
+    q.done("b")
+    assert q.take() is None and q.runs == 2
