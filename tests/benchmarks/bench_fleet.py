@@ -8,13 +8,14 @@ server`` on it, ``releasebot init`` from :func:`tests.benchmarks.fleet.fleet_cat
 written into every InferenceService (the fleet is settled: nothing to do), a bare clone as the
 remote, and releasebot's workdir cloned from it, as a user's cache would be.
 
-Measured, each in a fresh ``releasebot`` process as users run it (wall time, and peak RSS from
-``os.wait4``), as the median of 3 unless one run takes over 30 s:
+Measured, each in a fresh ``releasebot`` process as users run it (wall time, peak RSS from
+``os.wait4``, and the MLflow requests the server logged), as the median of 3 unless one run takes
+over 30 s:
 
 * no-op: ``reconcile`` on the settled fleet (and once more after the full pass, which must find
   nothing to do);
 * one event: ``@candidate`` of one model moved, then ``reconcile --model M --env dev``: one commit;
-* full pass: ``@candidate`` of every model moved, then ``reconcile``: N commits on the remote;
+* full pass: ``@candidate`` of every model moved (in the store, at once), then ``reconcile``: N commits on the remote;
 * validate: ``validate`` of a checkout.
 
 Floors, measured in the same run: the MLflow reads the design needs, from a fresh Python process
