@@ -111,8 +111,13 @@ def reconcile(
         cat, p = make_plan(repo, registry_for, env, model)
         result = Result(p, cat)
         try:
+            committed = [c for c in p.changes if c.write_back == "commit"]
+            for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
+                result.done.append(f"committed {change.title} to {repo.branch} ({sha[:12]})")
             for change in p.changes:
-                if change.write_back != "commit" and forge_for(change.write_back) is None:
+                if change.write_back == "commit":
+                    continue
+                if forge_for(change.write_back) is None:
                     result.skipped.append(
                         f"{change.key.branch}: {change.write_back} write-back is not configured here; skipped"
                     )

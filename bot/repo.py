@@ -470,10 +470,34 @@ class EnvRepo:
     @_writes
     def commit_to_main(self, change: Change) -> str:
         """Commit straight onto the remote main; a moved main is a ConflictError."""
-        sha = self._commit_on(self.main_sha(), change)
+        return self.commit_all_to_main([change])[0]
+
+    @_writes
+    def commit_all_to_main(self, changes: list[Change]) -> list[str]:
+        """One commit per change, chained on the remote main, and one push for them all.
+
+        A push costs more than a commit, so a pass that releases a thousand models pushes once.
+        When a change no longer applies (an earlier one in the chain edited its file), the
+        commits before it are pushed and the ConflictError goes up: the caller re-plans the
+        rest from the new main. A moved main is a ConflictError before anything lands.
+        """
+        shas: list[str] = []
+        head = self.main_sha()
+        try:
+            for change in changes:
+                head = self._commit_on(head, change)
+                shas.append(head)
+        except ConflictError:
+            if shas:
+                self._push_main(shas[-1])
+            raise
+        if shas:
+            self._push_main(shas[-1])
+        return shas
+
+    def _push_main(self, sha: str) -> None:
         self._git("push", "--quiet", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
         self._git("update-ref", self.main_ref, sha)
-        return sha
 
     @_writes
     def push_branch(self, change: Change, expected: str | None) -> str:

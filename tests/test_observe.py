@@ -150,3 +150,32 @@ def test_a_file_changed_since_planning_is_a_conflict(env_repo: Path, tmp_path: P
     stale = _change(Key("dev", "fraud-detector", "release"), path, "not what main has\n", "new\n")
     with pytest.raises(ConflictError, match="changed on main since it was planned"):
         repo.commit_to_main(stale)
+
+
+def test_commit_mode_changes_land_as_their_own_commits_in_one_push(env_repo: Path, tmp_path: Path) -> None:
+    import pytest
+
+    from bot.errors import ConflictError
+
+    remote = _remote(env_repo, tmp_path)
+    repo = EnvRepo(str(remote), tmp_path / "work")
+    repo.sync()
+    before = git(remote, "rev-parse", "main")
+    changes = []
+    for model in ("fraud-detector", "review-sentiment"):
+        path = f"dev/{model}/inferenceservice.yaml"
+        old = repo.tree().get(path)
+        assert old is not None
+        changes.append(_change(Key("dev", model, "release"), path, old, old + "# released\n"))
+    shas = repo.commit_all_to_main(changes)
+    assert git(remote, "rev-list", f"{before}..main").split() == shas[::-1]
+    assert [git(remote, "diff", "--name-only", f"{s}^", s) for s in shas] == [c.edits[0].path for c in changes]
+    # A change that no longer applies: what came before it lands, the conflict goes up for a re-plan.
+    path = "staging/fraud-detector/inferenceservice.yaml"
+    old = repo.tree().get(path)
+    assert old is not None
+    first = _change(Key("staging", "fraud-detector", "release"), path, old, old + "# one\n")
+    stale = _change(Key("staging", "fraud-detector", "pin"), path, old, old + "# two\n")
+    with pytest.raises(ConflictError):
+        repo.commit_all_to_main([first, stale])
+    assert git(remote, "show", f"main:{path}").endswith("# one")
