@@ -226,6 +226,12 @@ def settle(checkout: Path, n: int, run_ids: dict[tuple[str, int], str]) -> None:
             doc["spec"]["predictor"]["model"]["storageUri"] = f"s3://fleet-models/{name}/1"
             with path.open("w") as f:
                 yaml.dump(doc, f)
+            drift = checkout / env / name / "drift-check-cronjob.yaml"  # the check follows what serves
+            doc = yaml.load(drift.read_text())
+            [container] = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+            next(e for e in container["env"] if e["name"] == "RELEASEBOT_SERVED_VERSION")["value"] = "1"
+            with drift.open("w") as f:
+                yaml.dump(doc, f)
     git(checkout, *GIT_ID, "commit", "--quiet", "-am", "Serve version 1 everywhere")
 
 
