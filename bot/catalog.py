@@ -37,6 +37,10 @@ RESERVED_DIRS = frozenset({"argocd", "releasebot", "github", "docs"})
 DEFAULT_BOT_IMAGE = f"ghcr.io/releasebot/releasebot:{__version__}"
 DEFAULT_BOT_NAMESPACE = "releasebot"
 DEFAULT_CURL_IMAGE = "curlimages/curl:8.11.1"
+# A catalog grows by about 400 bytes a model, so the general 2 MiB cap on YAML files would stop
+# a fleet near 5,000 models. 8 MiB holds about 20,000; the hostile-input guard still bounds what
+# aliases and nesting can make of it, so only honest size is allowed to grow.
+MAX_CATALOG_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -588,7 +592,7 @@ def _cache_file(cache: Path, text: str, source: str, root: Path) -> Path:
 
 def _checked(text: str, source: str, root: Path) -> dict[str, Any]:
     """The catalog as plain data, once every check passed."""
-    doc = yamlio.load(text, source)
+    doc = yamlio.load(text, source, MAX_CATALOG_BYTES)
     raw = yamlio.to_plain(doc)
     if not isinstance(raw, dict):
         raise InvalidInput([Problem(source, 1, "$", f"expected a mapping, got {type(raw).__name__}")])
@@ -604,4 +608,4 @@ def _checked(text: str, source: str, root: Path) -> dict[str, Any]:
 def load_catalog(path: Path, source: str | None = None) -> Catalog:
     """Read and validate a catalog file. ``source`` is the name shown in messages."""
     name = source or str(path)
-    return parse_catalog(yamlio.read_text(path, name), name, path.resolve().parent)
+    return parse_catalog(yamlio.read_text(path, name, MAX_CATALOG_BYTES), name, path.resolve().parent)
