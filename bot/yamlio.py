@@ -111,7 +111,7 @@ def _flow_depth_prescan(text: str, source: str) -> None:
             depth -= 1
 
 
-class _Guard:
+class Guard:
     """The hostile-input checks, applied to parser events as the composer consumes them.
 
     Seeing each event once, as it is used, is what lets one parse both build the document and
@@ -208,7 +208,7 @@ class _GuardedParser(RoundTripParser):
 
 
 class _GuardedYAML(YAML):
-    guard: _Guard
+    guard: Guard
 
 
 def _mark_location(source: str, exc: MarkedYAMLError) -> Location:
@@ -261,18 +261,23 @@ def load(text: str, source: str, max_bytes: int = MAX_BYTES) -> Any:
     return docs[0]
 
 
-def load_all(text: str, source: str) -> list[Any]:
+def load_all(text: str, source: str, max_bytes: int = MAX_BYTES) -> list[Any]:
     """Load every document of a multi-document file (same guards, any number of documents)."""
-    return list(_load(text, source, None))
+    return list(_load(text, source, None, max_bytes))
 
 
-def _load(text: str, source: str, documents: int | None, max_bytes: int = MAX_BYTES) -> Iterator[Any]:
+def check_raw(text: str, source: str, max_bytes: int = MAX_BYTES) -> None:
+    """The checks that must run before any parser sees the text: its size and its flow nesting."""
     if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise YamlError(f"file is larger than {max_bytes // 1024} KiB", Location(source))
     _flow_depth_prescan(text, source)
+
+
+def _load(text: str, source: str, documents: int | None, max_bytes: int = MAX_BYTES) -> Iterator[Any]:
+    check_raw(text, source, max_bytes)
     y = _yaml()
     y.Parser = _GuardedParser
-    y.guard = _Guard(source, documents)
+    y.guard = Guard(source, documents)
     try:
         if documents == 1:
             yield y.load(text)
