@@ -30,7 +30,7 @@ from bot.blueprints import Blueprint, BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.cron import cron_error
 from bot.errors import InvalidInput, Problem, YamlError
-from bot.manifests.render import blueprint_prefix, dir_reader, list_files, orphans, targets
+from bot.manifests.render import blueprint_prefix, dir_reader, list_files, orphans, target_paths
 from bot.schemacheck import check, crd_validator, describe
 
 # (apiVersion, kind) -> the vendored schemas a manifest must pass, relative to schemas/crds/.
@@ -250,22 +250,22 @@ def validate_repo(root: Path) -> Report:
 def _cross_file_problems(cat: Catalog, root: Path, files: Iterable[str]) -> list[Problem]:
     present = set(files)
     try:
-        expected = targets(cat, BlueprintSet(cat.blueprints), dir_reader(root))
+        expected = target_paths(cat, BlueprintSet(cat.blueprints), dir_reader(root))
     except (YamlError, InvalidInput):
         return []  # already reported against the file itself
     out = []
-    for t in expected:
-        if t.path not in present:
+    for path in expected:
+        if path not in present:
             out.append(
                 Problem(
-                    t.path,
+                    path,
                     None,
                     "",
                     "missing: the catalog asks for this file (run `releasebot render` to create it)",
                     "missing-file",
                 )
             )
-    for path in orphans(cat, {t.path for t in expected} | {CATALOG_FILE}, present):
+    for path in orphans(cat, {*expected, CATALOG_FILE}, present):
         out.append(
             Problem(
                 path,

@@ -171,3 +171,24 @@ def test_crd_adaptation_matches_the_api_server() -> None:
     assert not v.is_valid({"spec": {"port": {"a": 1}}})
     assert not v.is_valid({"spec": {"port": 1.5}})
     assert not v.is_valid({"spec": {"typo": 1}})
+
+
+def test_validate_renders_no_manifest(env_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.manifests import cronjobs, inferenceservice, karpenter
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("validate rendered a manifest")
+
+    for module, name in [
+        (inferenceservice, "desired"),
+        (cronjobs, "drift_check"),
+        (cronjobs, "retrain"),
+        (karpenter, "nodepool"),
+        (karpenter, "ec2nodeclass"),
+    ]:
+        monkeypatch.setattr(module, name, refuse)
+    (env_repo / "dev/fraud-detector/drift-check-cronjob.yaml").unlink()
+    assert [str(p) for p in validate_repo(env_repo).problems] == [
+        "dev/fraud-detector/drift-check-cronjob.yaml: missing: the catalog asks for this file "
+        "(run `releasebot render` to create it)"
+    ]
