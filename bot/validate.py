@@ -31,7 +31,7 @@ from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.cron import cron_error
 from bot.errors import InvalidInput, Problem, YamlError
 from bot.manifests.render import blueprint_prefix, dir_reader, list_files, orphans, target_paths
-from bot.schemacheck import check, crd_validator, describe
+from bot.schemacheck import builtin_validator, check, crd_validator, describe
 
 # (apiVersion, kind) -> the vendored schemas a manifest must pass, relative to schemas/crds/.
 CRD_SCHEMAS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -158,7 +158,7 @@ def check_manifest(file: str, doc: Any, k8s_version: str = DEFAULT_K8S_VERSION) 
         )
     else:
         try:
-            kubernetes_validate.validate(raw, k8s_version, strict=True)
+            validator = builtin_validator(api, kind, k8s_version)
         except kubernetes_validate.SchemaNotFoundError:
             problems.append(
                 Problem(
@@ -169,8 +169,10 @@ def check_manifest(file: str, doc: Any, k8s_version: str = DEFAULT_K8S_VERSION) 
                     "unknown-kind",
                 )
             )
-        except ValidationError as err:
-            for path, message in describe(err):
+        else:
+            # As kubernetes-validate reports it: the first error only.
+            err: ValidationError | None = next(iter(validator.iter_errors(raw)), None)
+            for path, message in describe(err) if err is not None else []:
                 problems.append(Problem(file, yamlio.line_of(doc, path), yamlio.format_path(path), message, "k8s"))
     problems += _name_problems(file, doc, raw, kind)
     problems += _cron_problems(file, doc, raw, kind)

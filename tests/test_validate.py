@@ -192,3 +192,35 @@ def test_validate_renders_no_manifest(env_repo: Path, monkeypatch: pytest.Monkey
         "dev/fraud-detector/drift-check-cronjob.yaml: missing: the catalog asks for this file "
         "(run `releasebot render` to create it)"
     ]
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "a"}, "spec": {"schedule": 5}},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "a"}, "spec": {"schedule": "* * * * *"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}, "extra": 1},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": "two"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "a"}, "rules": [{}]},
+    ],
+)
+def test_builtin_kinds_are_checked_as_kubernetes_validate_checks_them(manifest: dict) -> None:
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(manifest, "1.30", strict=True)
+        expected = None
+    except kubernetes_validate.ValidationError as err:
+        expected = (list(err.absolute_path), err.message)
+    found = next(
+        iter(schemacheck.builtin_validator(manifest["apiVersion"], manifest["kind"], "1.30").iter_errors(manifest)),
+        None,
+    )
+    assert (None if found is None else (list(found.absolute_path), found.message)) == expected
+
+
+def test_builtin_kind_missing_from_the_kubernetes_version_is_named() -> None:
+    import kubernetes_validate
+
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        schemacheck.builtin_validator("batch/v1beta1", "CronJob", "1.30")
