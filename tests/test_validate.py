@@ -173,6 +173,39 @@ def test_crd_adaptation_matches_the_api_server() -> None:
     assert not v.is_valid({"spec": {"typo": 1}})
 
 
+def test_each_manifest_is_parsed_once_and_only_a_broken_one_again_round_trip(
+    env_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import yamlio, yamlplain
+
+    fast: list[str] = []
+    round_trip: list[str] = []
+    real_fast, real_round_trip = yamlplain.load_all, yamlio.load_all
+
+    def count_fast(text: str, source: str, *args: object) -> list[object]:
+        fast.append(source)
+        return real_fast(text, source, *args)
+
+    def count_round_trip(text: str, source: str, *args: object) -> list[object]:
+        round_trip.append(source)
+        return real_round_trip(text, source, *args)
+
+    monkeypatch.setattr(yamlplain, "load_all", count_fast)
+    monkeypatch.setattr(yamlio, "load_all", count_round_trip)
+    report = validate_repo(env_repo)
+    assert report.ok
+    assert len(fast) == report.files_checked == len(set(fast))
+    assert round_trip == []
+
+    fast.clear()
+    rel = "production/fraud-detector/inferenceservice.yaml"
+    line = plant(env_repo, rel, "    minReplicas: 2\n", "    minReplica: 2\n")
+    assert [str(p) for p in validate_repo(env_repo).problems] == [
+        f"{rel}:{line}: $.spec.predictor.minReplica: unknown field 'minReplica'"
+    ]
+    assert len(fast) == len(set(fast)) and round_trip == [rel]
+
+
 def test_validate_renders_no_manifest(env_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bot.manifests import cronjobs, inferenceservice, karpenter
 
