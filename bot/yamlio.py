@@ -294,6 +294,9 @@ def _load(text: str, source: str, documents: int | None, max_bytes: int = MAX_BY
         raise YamlError(f"invalid YAML: {problem}", _mark_location(source, exc)) from None
     except YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", Location(source)) from None
+    except (ValueError, IndexError):
+        # ruamel's number constructors fail on a few scalars its resolver calls numbers ("-_", "0b_").
+        raise YamlError("invalid YAML: a value that looks like a number but is not one", Location(source)) from None
     except RecursionError:
         # The guard refuses deep nesting long before this; kept so that no input reaches a traceback.
         raise YamlError(f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source)) from None

@@ -140,3 +140,9 @@ def test_a_caller_sets_its_own_size_cap() -> None:
     assert yamlio.load(text, "ok.yaml") == {"a": "x" * 100}
     with pytest.raises(YamlError, match="larger than 0 KiB"):
         yamlio.load(text, "big.yaml", max_bytes=100)
+
+
+@pytest.mark.parametrize("value", ["-_", "+_", "0b_", "0x_"])
+def test_a_number_ruamel_cannot_read_is_refused_not_crashed(value: str) -> None:
+    with pytest.raises(YamlError, match="looks like a number but is not one"):
+        yamlio.load(f"a: {value}\n", "evil.yaml")
