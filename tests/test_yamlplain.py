@@ -98,3 +98,15 @@ def test_one_document_is_required_by_load() -> None:
         yamlplain.load("a: 1\n---\nb: 2\n", "x.yaml")
     with pytest.raises(YamlError, match="no YAML document"):
         yamlplain.load("# nothing\n", "x.yaml")
+
+
+def test_honest_5000_model_catalog_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.catalog import MAX_CATALOG_BYTES
+    from tests.benchmarks.fleet import fleet_catalog
+
+    text = fleet_catalog(5000, "http://127.0.0.1:5000")
+    assert len(text.encode()) < MAX_CATALOG_BYTES / 4  # room to grow: 1.9 MB would be 91% of the 2 MiB cap
+    # Read by the guarded fast path itself: a refusal would have fallen back to the round trip.
+    monkeypatch.setattr(yamlio, "load", None)
+    raw = yamlplain.load(text, "releasebot.yaml", MAX_CATALOG_BYTES)
+    assert len(raw["models"]) == 5000
