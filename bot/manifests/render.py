@@ -263,9 +263,16 @@ def orphans(cat: Catalog, expected: set[str], listing: Iterable[str]) -> list[st
 def plan_render(
     cat: Catalog, bp: BlueprintSet, read: Reader, listing: Iterable[str], prune: bool = False
 ) -> RenderPlan:
-    wanted = targets(cat, bp, read)
-    changes = [c for t in wanted if (c := _plan_one(t, read(t.path))) is not None]
-    orphan_files = orphans(cat, {t.path for t in wanted} | {CATALOG_FILE}, listing)
+    # One target rendered at a time: holding every rendered document of a 5,000-model fleet at
+    # once took over a gigabyte.
+    changes: list[FileChange] = []
+    expected = {CATALOG_FILE}
+    for path, kind, render, owned in _wanted(cat, bp, read):
+        expected.add(path)
+        change = _plan_one(Target(path, kind, render(), owned), read(path))
+        if change is not None:
+            changes.append(change)
+    orphan_files = orphans(cat, expected, listing)
     if prune:
         changes += [FileChange(p, "delete", read(p), None) for p in orphan_files]
     return RenderPlan(changes, orphan_files)
