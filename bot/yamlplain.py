@@ -10,8 +10,8 @@ fed the same events as they arrive.
 Whatever this reader would not reproduce exactly is handed to the round-trip path, which then
 gives the answer, or the located refusal, it always gave: explicit tags, ``%YAML``/``%TAG``
 directives, merge keys, timestamps, keys that are not strings, duplicate keys, aliases of an
-unfinished collection, anything libyaml or the guard refuses. Without libyaml every file takes
-that path.
+unfinished collection, tabs, anything libyaml or the guard refuses. Without libyaml every file
+takes that path.
 
 It keeps no comments, styles or line numbers: a caller that finds a problem in the plain data
 re-loads that file with :mod:`bot.yamlio` to say where. An alias becomes a shared reference,
@@ -99,6 +99,9 @@ _NO_KEY = object()
 
 def _build(text: str, source: str) -> list[Any]:
     """One pass over libyaml's events: guard each, build plain documents."""
+    if "\t" in text:
+        # libyaml takes "key:<tab>value", which ruamel refuses; ruamel's verdict is the one that counts.
+        raise _NeedsRoundTrip
     see = yamlio.Guard(source, None).see
     docs: list[Any] = []
     # Per open collection: the container, the key awaiting its value (_NO_KEY when the next

@@ -75,6 +75,15 @@ def test_what_the_fast_loader_cannot_read_exactly_goes_the_round_trip(text: str)
     assert typed(yamlplain.load_all(text, "x.yaml")) == round_trip(text)
 
 
+@pytest.mark.parametrize("text", ["a:\tb\n", "a: b\n\tc: d\n", 'a: "\\q"\n', "a: b: c\n"])
+def test_syntax_ruamel_refuses_is_refused_even_where_libyaml_would_take_it(text: str) -> None:
+    with pytest.raises(YamlError) as fast:
+        yamlplain.load_all(text, "bad.yaml")
+    with pytest.raises(YamlError) as slow:
+        yamlio.load_all(text, "bad.yaml")
+    assert str(fast.value) == str(slow.value)
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_yaml_gets_the_round_trip_refusal_word_for_word(case: str) -> None:
     text, expected, _ = HOSTILE[case]
