@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NewType
 
-from bot import __version__, yamlio
+from bot import __version__, yamlio, yamlplain
 from bot.cron import cron_error
 from bot.errors import InvalidInput, Problem
 from bot.schemacheck import catalog_validator, check
@@ -37,6 +37,10 @@ RESERVED_DIRS = frozenset({"argocd", "releasebot", "github", "docs"})
 DEFAULT_BOT_IMAGE = f"ghcr.io/releasebot/releasebot:{__version__}"
 DEFAULT_BOT_NAMESPACE = "releasebot"
 DEFAULT_CURL_IMAGE = "curlimages/curl:8.11.1"
+# A catalog grows by about 400 bytes a model, so the general 2 MiB cap on YAML files would stop
+# a fleet near 5,000 models. 8 MiB holds about 20,000; the hostile-input guard still bounds what
+# aliases and nesting can make of it, so only honest size is allowed to grow.
+MAX_CATALOG_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -588,20 +592,28 @@ def _cache_file(cache: Path, text: str, source: str, root: Path) -> Path:
 
 def _checked(text: str, source: str, root: Path) -> dict[str, Any]:
     """The catalog as plain data, once every check passed."""
-    doc = yamlio.load(text, source)
-    raw = yamlio.to_plain(doc)
+    raw = yamlplain.load(text, source, MAX_CATALOG_BYTES)
+    if _problems(raw, None, source, root):
+        # Rare: parse again round-trip, so that every problem gets its line.
+        doc = yamlio.load(text, source, MAX_CATALOG_BYTES)
+        raw = yamlio.to_plain(doc)
+        problems = _problems(raw, doc, source, root)
+        if problems:
+            raise InvalidInput(problems)
+    return raw
+
+
+def _problems(raw: Any, doc: Any, source: str, root: Path) -> list[Problem]:
+    """Schema problems, else the rules a schema cannot express; ``doc`` (round-trip) only locates them."""
     if not isinstance(raw, dict):
-        raise InvalidInput([Problem(source, 1, "$", f"expected a mapping, got {type(raw).__name__}")])
+        return [Problem(source, 1, "$", f"expected a mapping, got {type(raw).__name__}")]
     problems = check(raw, catalog_validator(), source, doc)
     if problems:
-        raise InvalidInput(problems)
-    problems = _semantic_problems(raw, doc, source, root)
-    if problems:
-        raise InvalidInput(sorted(problems, key=lambda p: (p.line or 0, p.path)))
-    return raw
+        return problems
+    return sorted(_semantic_problems(raw, doc, source, root), key=lambda p: (p.line or 0, p.path))
 
 
 def load_catalog(path: Path, source: str | None = None) -> Catalog:
     """Read and validate a catalog file. ``source`` is the name shown in messages."""
     name = source or str(path)
-    return parse_catalog(yamlio.read_text(path, name), name, path.resolve().parent)
+    return parse_catalog(yamlio.read_text(path, name, MAX_CATALOG_BYTES), name, path.resolve().parent)

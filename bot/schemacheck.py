@@ -10,6 +10,10 @@ Two kinds of schema pass through here:
   ``x-kubernetes-preserve-unknown-fields`` refuses unknown keys. The API server would *silently
   drop* such a key (structural pruning), which is how a misspelt field ships unnoticed; we report it.
 
+Built-in kinds (CronJob, Deployment, ...) use kubernetes-validate's strict schemas, compiled once
+per process by :func:`builtin_validator` (its own ``validate()`` re-reads a large definitions
+file on every call).
+
 Not covered: CEL ``x-kubernetes-validations`` rules (they need a CEL engine), and ``format``
 checks beyond JSON Schema's own.
 """
@@ -18,11 +22,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import cache
 from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
+from kubernetes_validate import utils as k8s_schemas
+from referencing import Registry, Resource
 
 from bot.errors import Problem
 from bot.resources import schemas_dir
@@ -157,3 +164,26 @@ def crd_validator(relpath: str) -> jsonschema.protocols.Validator:
     """A validator for one vendored CRD schema file, relative to ``schemas/crds/``."""
     raw = json.loads((schemas_dir() / "crds" / relpath).read_text())
     return jsonschema.Draft7Validator(crd_for_jsonschema(raw))
+
+
+@cache
+def builtin_validator(api_version: str, kind: str, k8s_version: str) -> jsonschema.protocols.Validator:
+    """kubernetes-validate's strict schema for a built-in kind, chosen as its ``validate()`` does.
+
+    Raises ``kubernetes_validate.SchemaNotFoundError`` for a kind that version does not have.
+    """
+    version = k8s_version.removeprefix("v")
+    wanted = k8s_schemas.major_minor(version)
+    if wanted > k8s_schemas.latest_version():
+        raise k8s_schemas.VersionNotSupportedError(version=wanted)
+    # The newest schema version not newer than the one asked for.
+    found = [v for v in k8s_schemas.all_versions() if k8s_schemas.major_minor(v) <= wanted][-1]
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # rbac.authorization.k8s.io/v1 -> rbac-v1
+    folder = f"kubernetes-json-schema/v{found}-local-strict"
+    try:
+        schema = k8s_schemas.schema_contents(f"{folder}/{kind.lower()}-{group_version}.json", version)
+    except FileNotFoundError:
+        raise k8s_schemas.SchemaNotFoundError(version=wanted, kind=kind, api_version=api_version) from None
+    definitions = k8s_schemas.schema_contents(f"{folder}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)

@@ -11,6 +11,10 @@ Checks, each reported with file, line and JSON path:
 * cross-file consistency: every catalog model has its files, every manifest sits where the
   catalog puts it (right namespace), and nothing in an environment folder is unaccounted for.
 
+Each file is read and parsed once, into plain data by the fast reader (:mod:`bot.yamlplain`);
+only a file with a problem is parsed again round-trip, to give each problem its line. Nothing is
+rendered: the cross-file checks need only the paths the catalog asks for.
+
 It reads files and writes nothing. CEL validation rules of the CRDs are not evaluated.
 """
 
@@ -25,13 +29,13 @@ from typing import Any
 import kubernetes_validate
 from jsonschema.exceptions import ValidationError
 
-from bot import yamlio
+from bot import yamlio, yamlplain
 from bot.blueprints import Blueprint, BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.cron import cron_error
 from bot.errors import InvalidInput, Problem, YamlError
-from bot.manifests.render import blueprint_prefix, dir_reader, list_files, orphans, targets
-from bot.schemacheck import check, crd_validator, describe
+from bot.manifests.render import blueprint_prefix, dir_reader, list_files, orphans, target_paths
+from bot.schemacheck import builtin_validator, check, crd_validator, describe
 
 # (apiVersion, kind) -> the vendored schemas a manifest must pass, relative to schemas/crds/.
 CRD_SCHEMAS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -128,8 +132,12 @@ def _cron_problems(file: str, doc: Any, raw: dict[str, Any], kind: str) -> list[
 
 
 def check_manifest(file: str, doc: Any, k8s_version: str = DEFAULT_K8S_VERSION) -> list[Problem]:
-    """Every check that needs only the one document."""
-    raw = yamlio.to_plain(doc)
+    """Every check that needs only the one (round-trip) document."""
+    return _manifest_problems(file, yamlio.to_plain(doc), doc, k8s_version)
+
+
+def _manifest_problems(file: str, raw: Any, doc: Any, k8s_version: str) -> list[Problem]:
+    """The checks of :func:`check_manifest` on plain data; ``doc``, when given, only locates them."""
     if not isinstance(raw, dict):
         return [Problem(file, 1, "$", "a manifest must be a mapping", "shape")]
     api, kind = raw.get("apiVersion"), raw.get("kind")
@@ -158,7 +166,7 @@ def check_manifest(file: str, doc: Any, k8s_version: str = DEFAULT_K8S_VERSION) 
         )
     else:
         try:
-            kubernetes_validate.validate(raw, k8s_version, strict=True)
+            validator = builtin_validator(api, kind, k8s_version)
         except kubernetes_validate.SchemaNotFoundError:
             problems.append(
                 Problem(
@@ -169,22 +177,23 @@ def check_manifest(file: str, doc: Any, k8s_version: str = DEFAULT_K8S_VERSION) 
                     "unknown-kind",
                 )
             )
-        except ValidationError as err:
-            for path, message in describe(err):
+        else:
+            # As kubernetes-validate reports it: the first error only.
+            err: ValidationError | None = next(iter(validator.iter_errors(raw)), None)
+            for path, message in describe(err) if err is not None else []:
                 problems.append(Problem(file, yamlio.line_of(doc, path), yamlio.format_path(path), message, "k8s"))
     problems += _name_problems(file, doc, raw, kind)
     problems += _cron_problems(file, doc, raw, kind)
     return problems
 
 
-def _placement_problems(cat: Catalog, file: str, doc: Any) -> list[Problem]:
+def _placement_problems(cat: Catalog, file: str, raw: Any, doc: Any) -> list[Problem]:
     """A manifest in ``<env>/`` must target that environment's namespace."""
     env_name = file.split("/", 1)[0]
     try:
         env = cat.environment(env_name)
     except KeyError:
         return []
-    raw = yamlio.to_plain(doc)
     if not isinstance(raw, dict) or raw.get("kind") in CLUSTER_SCOPED:
         return []
     namespace = (raw.get("metadata") or {}).get("namespace")
@@ -222,50 +231,63 @@ def validate_repo(root: Path) -> Report:
             continue
         checked += 1
         try:
-            docs = yamlio.load_all(yamlio.read_text(root / rel, rel), rel)
+            text = yamlio.read_text(root / rel, rel)
+            found = _file_problems(cat, rel, yamlplain.load_all(text, rel), None, k8s_version, blueprints)
+            if found:
+                # Rare: parse it again round-trip, so that every problem gets its line.
+                docs = yamlio.load_all(text, rel)
+                found = _file_problems(cat, rel, [yamlio.to_plain(d) for d in docs], docs, k8s_version, blueprints)
         except YamlError as exc:
             problems.append(_from_yaml_error(exc))
             continue
-        if rel.startswith(_NOT_MANIFESTS):
-            continue
-        if blueprints and rel.startswith(blueprints):
-            try:
-                Blueprint(docs[0], rel)  # placeholders only in values
-            except YamlError as exc:
-                problems.append(_from_yaml_error(exc))
-            continue
-        if len(docs) != 1:
-            problems.append(Problem(rel, 1, "$", f"expected one manifest per file, found {len(docs)}", "shape"))
-            continue
-        found = check_manifest(rel, docs[0], k8s_version)
         problems += found
-        # Where a kind is unknown, so is whether it is namespaced: say nothing about its namespace.
-        if cat is not None and not any(p.rule == "unknown-kind" for p in found):
-            problems += _placement_problems(cat, rel, docs[0])
     if cat is not None:
         problems += _cross_file_problems(cat, root, files)
     return Report(sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.path, p.message)), checked)
 
 
+def _file_problems(
+    cat: Catalog | None, rel: str, raws: list[Any], docs: list[Any] | None, k8s_version: str, blueprints: str | None
+) -> list[Problem]:
+    """Problems of one parsed file: ``raws`` its plain documents, ``docs`` the round-trip ones (for
+    lines) or None when the question is only whether there are any."""
+    if rel.startswith(_NOT_MANIFESTS):
+        return []
+    if blueprints and rel.startswith(blueprints):
+        try:
+            Blueprint(docs[0] if docs is not None else raws[0], rel)  # placeholders only in values
+        except YamlError as exc:
+            return [_from_yaml_error(exc)]
+        return []
+    if len(raws) != 1:
+        return [Problem(rel, 1, "$", f"expected one manifest per file, found {len(raws)}", "shape")]
+    doc = docs[0] if docs is not None else None
+    found = _manifest_problems(rel, raws[0], doc, k8s_version)
+    # Where a kind is unknown, so is whether it is namespaced: say nothing about its namespace.
+    if cat is not None and not any(p.rule == "unknown-kind" for p in found):
+        found += _placement_problems(cat, rel, raws[0], doc)
+    return found
+
+
 def _cross_file_problems(cat: Catalog, root: Path, files: Iterable[str]) -> list[Problem]:
     present = set(files)
     try:
-        expected = targets(cat, BlueprintSet(cat.blueprints), dir_reader(root))
+        expected = target_paths(cat, BlueprintSet(cat.blueprints), dir_reader(root))
     except (YamlError, InvalidInput):
         return []  # already reported against the file itself
     out = []
-    for t in expected:
-        if t.path not in present:
+    for path in expected:
+        if path not in present:
             out.append(
                 Problem(
-                    t.path,
+                    path,
                     None,
                     "",
                     "missing: the catalog asks for this file (run `releasebot render` to create it)",
                     "missing-file",
                 )
             )
-    for path in orphans(cat, {t.path for t in expected} | {CATALOG_FILE}, present):
+    for path in orphans(cat, {*expected, CATALOG_FILE}, present):
         out.append(
             Problem(
                 path,

@@ -1,14 +1,16 @@
 """Guarded YAML input and byte-stable YAML output.
 
 Every YAML file releasebot reads (catalogs, blueprints, manifests) comes through :func:`load`,
-which refuses hostile or ambiguous input *before* ruamel builds anything from it:
+which refuses hostile or ambiguous input while it parses, before anything is constructed from it:
 
-* files over :data:`MAX_BYTES`;
+* files over :data:`MAX_BYTES` (or the caller's own cap);
 * nesting deeper than :data:`MAX_DEPTH` (ruamel's composer recurses and its scanner is quadratic
   in flow depth, so a 10,000-deep ``[[[[`` would take a minute; a raw pre-scan stops it first);
-* aliases that expand beyond :data:`MAX_EXPANDED_NODES` (billion laughs);
+* aliases that add more than :data:`MAX_EXPANDED_NODES` nodes when expanded (billion laughs);
 * tags outside the YAML core schema (``!!python/object`` and friends, custom ``!tags``);
 * duplicate keys, and more or fewer documents than expected.
+
+The guard watches the parser's events as the composer consumes them, so each file is parsed once.
 
 Output goes through :func:`dump`, configured so that a round trip is byte-identical apart from
 the values we changed: quotes, comments, key order and indentation survive. Values releasebot
@@ -31,14 +33,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    CollectionEndEvent,
-    CollectionStartEvent,
-    DocumentStartEvent,
-    NodeEvent,
-    ScalarEvent,
-)
+from ruamel.yaml.parser import RoundTripParser
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from bot.errors import Location, YamlError
@@ -116,64 +111,104 @@ def _flow_depth_prescan(text: str, source: str) -> None:
             depth -= 1
 
 
-def _event_scan(text: str, source: str, documents: int | None) -> None:
-    """Walk parser events once: depth, alias expansion, tags and document count."""
-    depth = 0
-    expanded = 0
-    docs = 0
-    open_sizes: list[list[Any]] = []  # [anchor, expanded size so far]
-    anchor_sizes: dict[str, int] = {}
+class Guard:
+    """The hostile-input checks, applied to parser events as the composer consumes them.
 
-    def add(size: int, line: int) -> None:
-        nonlocal expanded
-        expanded += size
-        if open_sizes:
-            open_sizes[-1][1] += size
-        if expanded > MAX_EXPANDED_NODES:
+    Seeing each event once, as it is used, is what lets one parse both build the document and
+    guard it: a refusal stops the parse at the offending event (a 10,000-deep document is refused
+    at level 65, before ruamel's recursive composer gets deep). It works on the event stream of
+    ruamel and of PyYAML alike (same event class names, same fields).
+
+    Alias expansion counts only what aliases add: each alias adds the expanded size of its
+    anchor's subtree, so an honest file of any size adds nothing, while a billion-laughs file
+    (sizes multiplying level by level) passes the limit within a few lines. An alias also carries
+    its anchor's height, so aliases cannot nest a document deeper than :data:`MAX_DEPTH` either.
+    """
+
+    __slots__ = ("added", "anchors", "docs", "documents", "open", "source")
+
+    def __init__(self, source: str, documents: int | None) -> None:
+        self.source = source
+        self.documents = documents
+        self.docs = 0
+        self.added = 0
+        self.open: list[list[Any]] = []  # per open collection: [anchor, expanded size, height]
+        self.anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded size, height)
+
+    def _where(self, ev: Any) -> Location:
+        return Location(self.source, ev.start_mark.line + 1 if ev.start_mark else None)
+
+    def _too_deep(self, ev: Any) -> YamlError:
+        return YamlError(f"nesting deeper than {MAX_DEPTH} levels is refused", self._where(ev))
+
+    def _check_tag(self, ev: Any) -> None:
+        tag = ev.tag
+        if tag is not None and tag not in _CORE_TAGS and tag != "!":
             raise YamlError(
-                f"aliases expand to more than {MAX_EXPANDED_NODES} nodes (a 'billion laughs' document?)",
-                Location(source, line),
+                f"YAML tag {tag!r} is refused: only the core schema (str, int, float, bool, null, map, seq) is allowed",
+                self._where(ev),
             )
 
-    for ev in YAML(typ="rt").parse(io.StringIO(text)):
-        line = ev.start_mark.line + 1 if ev.start_mark else None
-        if isinstance(ev, DocumentStartEvent):
-            docs += 1
-            if documents is not None and docs > documents:
-                raise YamlError(
-                    f"expected {documents} YAML document, found another one starting here",
-                    Location(source, line),
-                )
-        if isinstance(ev, NodeEvent) and not isinstance(ev, AliasEvent):
-            tag = ev.tag
-            tag_str = getattr(tag, "value", tag) if tag is not None else None
-            if tag_str is not None and tag_str not in _CORE_TAGS and tag_str != "!":
-                raise YamlError(
-                    f"YAML tag {tag_str!r} is refused: only the core schema (str, int, float, bool, "
-                    "null, map, seq) is allowed",
-                    Location(source, line),
-                )
-        if isinstance(ev, AliasEvent):
-            add(anchor_sizes.get(ev.anchor, 1), line or 0)
-        elif isinstance(ev, ScalarEvent):
-            add(1, line or 0)
+    def see(self, ev: Any) -> None:
+        kind = type(ev).__name__
+        top = self.open[-1] if self.open else None
+        if kind == "ScalarEvent":
+            if ev.tag is not None:
+                self._check_tag(ev)
+            if top is not None:
+                top[1] += 1
             if ev.anchor:
-                anchor_sizes[ev.anchor] = 1
-        elif isinstance(ev, CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise YamlError(f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source, line))
-            add(1, line or 0)
-            open_sizes.append([ev.anchor, 0])
-        elif isinstance(ev, CollectionEndEvent):
-            depth -= 1
-            anchor, size = open_sizes.pop()
-            if open_sizes:
-                open_sizes[-1][1] += size
+                self.anchors[ev.anchor] = (1, 0)
+        elif kind in ("MappingStartEvent", "SequenceStartEvent"):
+            if ev.tag is not None:
+                self._check_tag(ev)
+            if len(self.open) >= MAX_DEPTH:
+                raise self._too_deep(ev)
+            self.open.append([ev.anchor, 1, 1])
+        elif kind in ("MappingEndEvent", "SequenceEndEvent"):
+            anchor, size, height = self.open.pop()
+            if self.open:
+                parent = self.open[-1]
+                parent[1] += size
+                parent[2] = max(parent[2], height + 1)
             if anchor:
-                anchor_sizes[anchor] = size + 1
-    if documents is not None and docs < documents:
-        raise YamlError("the file holds no YAML document", Location(source, 1))
+                self.anchors[anchor] = (size, height)
+        elif kind == "AliasEvent":
+            # An alias of a collection still open (a recursive document) is counted as one node.
+            size, height = self.anchors.get(ev.anchor, (1, 0))
+            if len(self.open) + height > MAX_DEPTH:
+                raise self._too_deep(ev)
+            self.added += size
+            if self.added > MAX_EXPANDED_NODES:
+                raise YamlError(
+                    f"aliases expand to more than {MAX_EXPANDED_NODES} nodes (a 'billion laughs' document?)",
+                    self._where(ev),
+                )
+            if top is not None:
+                top[1] += size
+                top[2] = max(top[2], height + 1)
+        elif kind == "DocumentStartEvent":
+            self.docs += 1
+            if self.documents is not None and self.docs > self.documents:
+                raise YamlError(
+                    f"expected {self.documents} YAML document, found another one starting here", self._where(ev)
+                )
+        elif kind == "StreamEndEvent" and self.documents is not None and self.docs < self.documents:
+            raise YamlError("the file holds no YAML document", Location(self.source, 1))
+
+
+class _GuardedParser(RoundTripParser):
+    """ruamel's round-trip parser, showing every event to the loader's guard as it is consumed."""
+
+    def get_event(self) -> Any:
+        event = super().get_event()
+        if event is not None:
+            self.loader.guard.see(event)
+        return event
+
+
+class _GuardedYAML(YAML):
+    guard: Guard
 
 
 def _mark_location(source: str, exc: MarkedYAMLError) -> Location:
@@ -211,8 +246,8 @@ def guess_style(text: str) -> Style:
     return (mapping, offset + 2, offset)
 
 
-def _yaml(style: Style = DEFAULT_STYLE) -> YAML:
-    y = YAML(typ="rt")
+def _yaml(style: Style = DEFAULT_STYLE) -> _GuardedYAML:
+    y = _GuardedYAML(typ="rt")
     y.preserve_quotes = True
     y.indent(mapping=style[0], sequence=style[1], offset=style[2])
     # Never fold long strings (URIs, JSON bodies): a fold is a diff nobody asked for.
@@ -220,27 +255,34 @@ def _yaml(style: Style = DEFAULT_STYLE) -> YAML:
     return y
 
 
-def load(text: str, source: str) -> Any:
+def load(text: str, source: str, max_bytes: int = MAX_BYTES) -> Any:
     """Load exactly one YAML document round-trip (comments kept), refusing hostile input."""
-    docs = list(_load(text, source, documents=1))
+    docs = list(_load(text, source, 1, max_bytes))
     return docs[0]
 
 
-def load_all(text: str, source: str) -> list[Any]:
+def load_all(text: str, source: str, max_bytes: int = MAX_BYTES) -> list[Any]:
     """Load every document of a multi-document file (same guards, any number of documents)."""
-    return list(_load(text, source, documents=None))
+    return list(_load(text, source, None, max_bytes))
 
 
-def _load(text: str, source: str, documents: int | None) -> Iterator[Any]:
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise YamlError(f"file is larger than {MAX_BYTES // 1024} KiB", Location(source))
+def check_raw(text: str, source: str, max_bytes: int = MAX_BYTES) -> None:
+    """The checks that must run before any parser sees the text: its size and its flow nesting."""
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise YamlError(f"file is larger than {max_bytes // 1024} KiB", Location(source))
     _flow_depth_prescan(text, source)
+
+
+def _load(text: str, source: str, documents: int | None, max_bytes: int = MAX_BYTES) -> Iterator[Any]:
+    check_raw(text, source, max_bytes)
+    y = _yaml()
+    y.Parser = _GuardedParser
+    y.guard = Guard(source, documents)
     try:
-        _event_scan(text, source, documents)
         if documents == 1:
-            yield _yaml().load(text)
+            yield y.load(text)
         else:
-            yield from _yaml().load_all(text)
+            yield from y.load_all(text)
     except YamlError:
         raise
     except DuplicateKeyError as exc:
@@ -252,19 +294,23 @@ def _load(text: str, source: str, documents: int | None) -> Iterator[Any]:
         raise YamlError(f"invalid YAML: {problem}", _mark_location(source, exc)) from None
     except YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", Location(source)) from None
+    except (ValueError, IndexError):
+        # ruamel's number constructors fail on a few scalars its resolver calls numbers ("-_", "0b_").
+        raise YamlError("invalid YAML: a value that looks like a number but is not one", Location(source)) from None
     except RecursionError:
-        raise YamlError("document too deeply nested", Location(source)) from None
+        # The guard refuses deep nesting long before this; kept so that no input reaches a traceback.
+        raise YamlError(f"nesting deeper than {MAX_DEPTH} levels is refused", Location(source)) from None
 
 
-def read_text(path: Path, source: str | None = None) -> str:
-    """A YAML file's text, refused when unreadable, too large or not UTF-8."""
+def read_text(path: Path, source: str | None = None, max_bytes: int = MAX_BYTES) -> str:
+    """A YAML file's text, refused when unreadable, larger than ``max_bytes`` or not UTF-8."""
     name = source or str(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise YamlError(f"cannot read file: {exc.strerror}", Location(name)) from None
-    if len(raw) > MAX_BYTES:
-        raise YamlError(f"file is larger than {MAX_BYTES // 1024} KiB", Location(name))
+    if len(raw) > max_bytes:
+        raise YamlError(f"file is larger than {max_bytes // 1024} KiB", Location(name))
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -171,3 +171,89 @@ def test_crd_adaptation_matches_the_api_server() -> None:
     assert not v.is_valid({"spec": {"port": {"a": 1}}})
     assert not v.is_valid({"spec": {"port": 1.5}})
     assert not v.is_valid({"spec": {"typo": 1}})
+
+
+def test_each_manifest_is_parsed_once_and_only_a_broken_one_again_round_trip(
+    env_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import yamlio, yamlplain
+
+    fast: list[str] = []
+    round_trip: list[str] = []
+    real_fast, real_round_trip = yamlplain.load_all, yamlio.load_all
+
+    def count_fast(text: str, source: str, *args: object) -> list[object]:
+        fast.append(source)
+        return real_fast(text, source, *args)
+
+    def count_round_trip(text: str, source: str, *args: object) -> list[object]:
+        round_trip.append(source)
+        return real_round_trip(text, source, *args)
+
+    monkeypatch.setattr(yamlplain, "load_all", count_fast)
+    monkeypatch.setattr(yamlio, "load_all", count_round_trip)
+    report = validate_repo(env_repo)
+    assert report.ok
+    assert len(fast) == report.files_checked == len(set(fast))
+    assert round_trip == []
+
+    fast.clear()
+    rel = "production/fraud-detector/inferenceservice.yaml"
+    line = plant(env_repo, rel, "    minReplicas: 2\n", "    minReplica: 2\n")
+    assert [str(p) for p in validate_repo(env_repo).problems] == [
+        f"{rel}:{line}: $.spec.predictor.minReplica: unknown field 'minReplica'"
+    ]
+    assert len(fast) == len(set(fast)) and round_trip == [rel]
+
+
+def test_validate_renders_no_manifest(env_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.manifests import cronjobs, inferenceservice, karpenter
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("validate rendered a manifest")
+
+    for module, name in [
+        (inferenceservice, "desired"),
+        (cronjobs, "drift_check"),
+        (cronjobs, "retrain"),
+        (karpenter, "nodepool"),
+        (karpenter, "ec2nodeclass"),
+    ]:
+        monkeypatch.setattr(module, name, refuse)
+    (env_repo / "dev/fraud-detector/drift-check-cronjob.yaml").unlink()
+    assert [str(p) for p in validate_repo(env_repo).problems] == [
+        "dev/fraud-detector/drift-check-cronjob.yaml: missing: the catalog asks for this file "
+        "(run `releasebot render` to create it)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "a"}, "spec": {"schedule": 5}},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "a"}, "spec": {"schedule": "* * * * *"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}, "extra": 1},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": "two"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "a"}, "rules": [{}]},
+    ],
+)
+def test_builtin_kinds_are_checked_as_kubernetes_validate_checks_them(manifest: dict) -> None:
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(manifest, "1.30", strict=True)
+        expected = None
+    except kubernetes_validate.ValidationError as err:
+        expected = (list(err.absolute_path), err.message)
+    found = next(
+        iter(schemacheck.builtin_validator(manifest["apiVersion"], manifest["kind"], "1.30").iter_errors(manifest)),
+        None,
+    )
+    assert (None if found is None else (list(found.absolute_path), found.message)) == expected
+
+
+def test_builtin_kind_missing_from_the_kubernetes_version_is_named() -> None:
+    import kubernetes_validate
+
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        schemacheck.builtin_validator("batch/v1beta1", "CronJob", "1.30")

@@ -93,3 +93,56 @@ def test_brackets_in_quotes_and_plain_scalars_do_not_count_as_nesting() -> None:
     deep = "[" * 70
     text = f"a: [ \"\\\" {deep}\" ]\nb: items{deep}\nc: ['it''s {deep}', [1]]\n# {deep}\n"
     assert yamlio.to_plain(yamlio.load(text, "ok.yaml"))["a"] == [f'" {deep}']
+
+
+def test_expansion_limit_counts_only_what_aliases_add(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlio, "MAX_EXPANDED_NODES", 1_000)
+    # 11 nodes a line, 2,200 in all, none of them from an alias: fine.
+    honest = "".join(f"k{i}: [a, b, c, d, e, f, g, h, i]\n" for i in range(200))
+    assert len(yamlio.load(honest, "big.yaml")) == 200
+    # The same file after 101 aliases of a 10-node list (1,010 nodes added): refused at the 101st.
+    aliased = "base: &b [a, b, c, d, e, f, g, h, i]\n" + "".join(f"x{i}: *b\n" for i in range(101)) + honest
+    with pytest.raises(YamlError, match="aliases expand to more than 1000 nodes") as info:
+        yamlio.load(aliased, "evil.yaml")
+    assert info.value.location.line == 102
+
+
+def test_alias_bomb_still_refused_at_the_line_that_crosses_the_limit() -> None:
+    with pytest.raises(YamlError, match="aliases expand to more than 100000 nodes") as info:
+        yamlio.load(BILLION_LAUGHS, "evil.yaml")
+    # a5 adds 9 x 7,381 nodes, the first level past the limit.
+    assert info.value.location.line == 6
+
+
+def test_aliases_cannot_nest_deeper_than_the_limit() -> None:
+    # Each level is small, but every alias carries its anchor's nesting along.
+    text = "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 80))
+    with pytest.raises(YamlError, match="nesting deeper than 64") as info:
+        yamlio.load(text, "evil.yaml")
+    assert info.value.location.line == 64
+
+
+def test_deep_block_nesting_is_refused_at_the_limit_not_by_recursion() -> None:
+    text = "".join(" " * i + "k:\n" for i in range(10_000))[: yamlio.MAX_BYTES]
+    with pytest.raises(YamlError, match="nesting deeper than 64") as info:
+        yamlio.load(text, "evil.yaml")
+    assert info.value.location.line == 65
+
+
+def test_compact_nested_sequences_on_one_line_are_refused() -> None:
+    with pytest.raises(YamlError, match="nesting deeper than 64") as info:
+        yamlio.load("a:\n" + "- " * 100_000 + "x\n", "evil.yaml")
+    assert info.value.location.line == 2
+
+
+def test_a_caller_sets_its_own_size_cap() -> None:
+    text = "a: " + "x" * 100 + "\n"
+    assert yamlio.load(text, "ok.yaml") == {"a": "x" * 100}
+    with pytest.raises(YamlError, match="larger than 0 KiB"):
+        yamlio.load(text, "big.yaml", max_bytes=100)
+
+
+@pytest.mark.parametrize("value", ["-_", "+_", "0b_", "0x_"])
+def test_a_number_ruamel_cannot_read_is_refused_not_crashed(value: str) -> None:
+    with pytest.raises(YamlError, match="looks like a number but is not one"):
+        yamlio.load(f"a: {value}\n", "evil.yaml")

@@ -12,14 +12,15 @@ and deleted only on request (``prune``), because they may be a person's work.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
 from bot import capacity, yamlio
 from bot.blueprints import BlueprintSet
-from bot.catalog import CATALOG_FILE, Catalog, Environment
+from bot.catalog import CATALOG_FILE, Catalog, Environment, Model
 from bot.manifests import argocd, cronjobs, inferenceservice, karpenter, selfdeploy
 from bot.manifests.ownership import Owned, Sel, apply_owned
 from bot.resources import schemas_dir
@@ -38,6 +39,7 @@ WORKFLOW_OWNED = [
 ]
 
 Reader = Callable[[str], "str | None"]
+Kind = Literal["yaml", "text", "block", "create-only"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Target:
     """One file the catalog asks for."""
 
     path: str
-    kind: Literal["yaml", "text", "block", "create-only"]
+    kind: Kind
     content: Any  # a round-trip document for yaml, text otherwise
     owned: list[Owned] = field(default_factory=list)
 
@@ -114,85 +116,85 @@ def canaries_in(cat: Catalog, env: Environment, read: Reader) -> set[str]:
     return found
 
 
-def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
-    """Every file the catalog asks for, with its desired content and owned fields."""
-    out = [
-        Target(SCHEMA_COPY, "text", (schemas_dir() / "catalog.schema.json").read_text()),
-        Target(REPO_README, "create-only", _readme(cat)),
-        Target(CODEOWNERS, "block", _codeowners(cat)),
-        Target(
-            WORKFLOW,
-            "yaml",
-            bp.render(
-                "repo/validate.yml",
-                {
-                    "repository.branch": cat.branch,
-                    "bot.image": cat.bot_image,
-                },
-            ),
-            WORKFLOW_OWNED,
-        ),
-        Target("argocd/appproject.yaml", "yaml", argocd.appproject(cat, bp), argocd.APPPROJECT_CATALOG_OWNED),
-        Target(
-            "argocd/applicationset.yaml", "yaml", argocd.applicationset(cat, bp), argocd.APPLICATIONSET_CATALOG_OWNED
-        ),
-    ]
-    out += [Target(path, "yaml", doc, owned) for path, doc, owned in selfdeploy.files(cat, bp)]
+def _wanted(cat: Catalog, bp: BlueprintSet, read: Reader) -> Iterator[tuple[str, Kind, Callable[[], Any], list[Owned]]]:
+    """Every file the catalog asks for, with a function that renders its content when called.
+
+    One list for :func:`targets` and :func:`target_paths`, so the two cannot disagree.
+    """
+    yield SCHEMA_COPY, "text", (schemas_dir() / "catalog.schema.json").read_text, []
+    yield REPO_README, "create-only", partial(_readme, cat), []
+    yield CODEOWNERS, "block", partial(_codeowners, cat), []
+    workflow_values = {"repository.branch": cat.branch, "bot.image": cat.bot_image}
+    yield WORKFLOW, "yaml", partial(bp.render, "repo/validate.yml", workflow_values), WORKFLOW_OWNED
+    yield "argocd/appproject.yaml", "yaml", partial(argocd.appproject, cat, bp), argocd.APPPROJECT_CATALOG_OWNED
+    yield (
+        "argocd/applicationset.yaml",
+        "yaml",
+        partial(argocd.applicationset, cat, bp),
+        argocd.APPLICATIONSET_CATALOG_OWNED,
+    )
+    for path, doc, owned in selfdeploy.files(cat, bp):
+        yield path, "yaml", (lambda d=doc: d), owned
     pool_owned = karpenter.NODEPOOL_CATALOG_OWNED + karpenter.CAPACITY_OWNED
     for env in cat.environments:
-        out.append(
-            Target(
-                f"{env.name}/karpenter/ec2nodeclass.yaml",
-                "yaml",
-                karpenter.ec2nodeclass(cat, env, bp),
-                karpenter.NODECLASS_CATALOG_OWNED,
-            )
+        yield (
+            f"{env.name}/karpenter/ec2nodeclass.yaml",
+            "yaml",
+            partial(karpenter.ec2nodeclass, cat, env, bp),
+            karpenter.NODECLASS_CATALOG_OWNED,
         )
         # Limits count the canaries running today, so a render never squeezes one out.
-        canaries = canaries_in(cat, env, read)
+        canaries = cache(partial(canaries_in, cat, env, read))
         for gpu in (False, True) if capacity.needs_gpu_pool(cat, env) else (False,):
-            out.append(
-                Target(
-                    karpenter.pool_path(env.name, gpu),
-                    "yaml",
-                    karpenter.nodepool(cat, env, bp, gpu=gpu, canaries=canaries),
-                    pool_owned,
-                )
+            yield (
+                karpenter.pool_path(env.name, gpu),
+                "yaml",
+                partial(_nodepool, cat, env, bp, gpu, canaries),
+                pool_owned,
             )
         for model in cat.models_in(env):
             isvc_path = inferenceservice.path_of(env.name, model.name)
-            current = read(isvc_path)
-            # The registry's fields are not ours to change: render what the file serves today.
-            storage_uri = (
-                inferenceservice.storage_uri_in(yamlio.load(current, isvc_path)) if current is not None else None
-            )
-            out.append(
-                Target(
-                    isvc_path,
-                    "yaml",
-                    inferenceservice.desired(cat, env, model, bp, storage_uri),
-                    inferenceservice.catalog_owned(model),
-                )
+            yield (
+                isvc_path,
+                "yaml",
+                partial(_desired_isvc, cat, env, model, bp, read, isvc_path),
+                inferenceservice.catalog_owned(model),
             )
             if model.drift:
-                out.append(
-                    Target(
-                        cronjobs.drift_check_path(env.name, model.name),
-                        "yaml",
-                        cronjobs.drift_check(cat, env, model, bp),
-                        cronjobs.DRIFT_CATALOG_OWNED,
-                    )
+                yield (
+                    cronjobs.drift_check_path(env.name, model.name),
+                    "yaml",
+                    partial(cronjobs.drift_check, cat, env, model, bp),
+                    cronjobs.DRIFT_CATALOG_OWNED,
                 )
             if model.retrain:
-                out.append(
-                    Target(
-                        cronjobs.retrain_path(env.name, model.name),
-                        "yaml",
-                        cronjobs.retrain(cat, env, model, bp),
-                        cronjobs.RETRAIN_CATALOG_OWNED,
-                    )
+                yield (
+                    cronjobs.retrain_path(env.name, model.name),
+                    "yaml",
+                    partial(cronjobs.retrain, cat, env, model, bp),
+                    cronjobs.RETRAIN_CATALOG_OWNED,
                 )
-    return out
+
+
+def _nodepool(cat: Catalog, env: Environment, bp: BlueprintSet, gpu: bool, canaries: Callable[[], set[str]]) -> Any:
+    return karpenter.nodepool(cat, env, bp, gpu=gpu, canaries=canaries())
+
+
+def _desired_isvc(cat: Catalog, env: Environment, model: Model, bp: BlueprintSet, read: Reader, path: str) -> Any:
+    current = read(path)
+    # The registry's fields are not ours to change: render what the file serves today.
+    storage_uri = inferenceservice.storage_uri_in(yamlio.load(current, path)) if current is not None else None
+    return inferenceservice.desired(cat, env, model, bp, storage_uri)
+
+
+def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
+    """Every file the catalog asks for, with its desired content and owned fields."""
+    return [Target(path, kind, render(), owned) for path, kind, render, owned in _wanted(cat, bp, read)]
+
+
+def target_paths(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[str]:
+    """The paths of :func:`targets`, rendering nothing and reading no manifest."""
+    return [path for path, _, _, _ in _wanted(cat, bp, read)]
 
 
 def _replace_block(old: str, block: str) -> str:
@@ -261,9 +263,16 @@ def orphans(cat: Catalog, expected: set[str], listing: Iterable[str]) -> list[st
 def plan_render(
     cat: Catalog, bp: BlueprintSet, read: Reader, listing: Iterable[str], prune: bool = False
 ) -> RenderPlan:
-    wanted = targets(cat, bp, read)
-    changes = [c for t in wanted if (c := _plan_one(t, read(t.path))) is not None]
-    orphan_files = orphans(cat, {t.path for t in wanted} | {CATALOG_FILE}, listing)
+    # One target rendered at a time: holding every rendered document of a 5,000-model fleet at
+    # once took over a gigabyte.
+    changes: list[FileChange] = []
+    expected = {CATALOG_FILE}
+    for path, kind, render, owned in _wanted(cat, bp, read):
+        expected.add(path)
+        change = _plan_one(Target(path, kind, render(), owned), read(path))
+        if change is not None:
+            changes.append(change)
+    orphan_files = orphans(cat, expected, listing)
     if prune:
         changes += [FileChange(p, "delete", read(p), None) for p in orphan_files]
     return RenderPlan(changes, orphan_files)
