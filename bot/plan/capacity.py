@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot import capacity, yamlio
+from bot import capacity, yamlio, yamlplain
 from bot.catalog import Catalog, Environment
 from bot.manifests import inferenceservice as isvc
 from bot.manifests import karpenter
@@ -100,8 +100,8 @@ def _pool_edits(cat: Catalog, env: Environment, repo: RepoState, canaries: froze
 def _describe_limits(edits: tuple[FileEdit, ...]) -> str:
     lines = []
     for e in edits:
-        old = (yamlio.to_plain(yamlio.load(e.old, e.path)).get("spec") or {}).get("limits") or {}
-        new = yamlio.to_plain(yamlio.load(e.new, e.path))["spec"]["limits"]
+        old = (yamlplain.load(e.old, e.path).get("spec") or {}).get("limits") or {}
+        new = yamlplain.load(e.new, e.path)["spec"]["limits"]
         parts = [f"{k} {old.get(k, '-')} -> {v}" for k, v in new.items() if old.get(k) != v]
         lines.append(f"- `{e.path}`: {', '.join(parts)}")
     return "\n".join(lines)

@@ -2,15 +2,16 @@
 
 Every policy asks the same questions of an InferenceService (which version it serves, what Git
 pins or blocks, whether a canary runs); a full pass asks them of every manifest, an event of a
-few. :func:`served` answers from one guarded parse per distinct text, remembered in a bounded
-table keyed by the text itself (the content, as a git blob id is: a text that did not change is
-not parsed again, in this pass or, in ``serve``, the next). What it returns is frozen, so a
-remembered answer cannot be edited by a caller; documents to *edit* are always loaded afresh.
+few. :func:`served` answers from one parse per distinct text with the fast plain reader
+(:mod:`bot.yamlplain`, under the same guard as every load), remembered in a bounded table keyed
+by the text itself (the content, as a git blob id is: a text that did not change is not parsed
+again, in this pass or, in ``serve``, the next). What it returns is frozen, so a remembered
+answer cannot be edited by a caller; documents to *edit* are always loaded afresh, round trip.
 """
 
 from __future__ import annotations
 
-from bot import yamlio
+from bot import yamlplain
 from bot.manifests import inferenceservice as isvc
 from bot.plan.types import Served
 
@@ -30,7 +31,8 @@ def served(text: str, path: str) -> Served:
 
 
 def _parse(text: str, path: str) -> Served:
-    doc = yamlio.to_plain(yamlio.load(text, path))
+    # Facts need plain data, not round trip: the fast reader, under the same guard.
+    doc = yamlplain.load(text, path)
     annotations = (doc.get("metadata") or {}).get("annotations") or {}
     blocked = {v.strip() for v in str(annotations.get(isvc.BLOCKED_ANNOTATION, "")).split(",") if v.strip()}
     version = annotations.get(isvc.VERSION_ANNOTATION)
