@@ -149,6 +149,26 @@ def _delete(parent: Any, elem: Elem) -> bool:
     return False
 
 
+def differs(existing: Any, desired: Any, owned: list[Owned]) -> bool:
+    """Whether :func:`apply_owned` would change anything, asked of plain data without editing it.
+
+    Deciding "nothing to do" from a fast plain parse is what keeps a pass over a settled fleet
+    cheap; only a document that differs is loaded round trip to be edited. When in doubt (a
+    parent that could not be created) it says "differs" and the round trip decides.
+    """
+    for rule in owned:
+        want, have = get(desired, rule.path), get(existing, rule.path)
+        if want is _MISSING:
+            if have is not _MISSING:
+                return True
+            continue
+        if rule.mode == "presence" and have is not _MISSING:
+            continue
+        if have is _MISSING or to_plain(have) != to_plain(want):
+            return True
+    return False
+
+
 def apply_owned(existing: Any, desired: Any, owned: list[Owned]) -> list[str]:
     """Bring the owned paths of ``existing`` in line with ``desired``; return what changed."""
     changed: list[str] = []

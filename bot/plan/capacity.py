@@ -16,8 +16,8 @@ from bot import capacity, yamlio, yamlplain
 from bot.catalog import Catalog, Environment
 from bot.manifests import inferenceservice as isvc
 from bot.manifests import karpenter
-from bot.manifests.ownership import Owned, apply_owned
-from bot.plan.facts import served
+from bot.manifests.ownership import Owned, apply_owned, differs
+from bot.plan.facts import plain, served
 from bot.plan.lifecycle import Outcome, _held, _moot
 from bot.plan.types import CAPACITY_KEY_MODEL, Change, FileEdit, Key, RepoState, fingerprint
 
@@ -90,8 +90,11 @@ def _pool_edits(cat: Catalog, env: Environment, repo: RepoState, canaries: froze
         text = repo.main_files.get(path)
         if text is None:
             continue  # a missing pool is render's business (a catalog change)
+        desired = yamlio.quote_ambiguous({"spec": {"limits": limits}})
+        if not differs(plain(text, path), desired, karpenter.CAPACITY_OWNED):
+            continue
         doc = yamlio.load(text, path)
-        changed = apply_owned(doc, yamlio.quote_ambiguous({"spec": {"limits": limits}}), karpenter.CAPACITY_OWNED)
+        changed = apply_owned(doc, desired, karpenter.CAPACITY_OWNED)
         if changed:
             edits.append(FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed)))
     return tuple(edits)

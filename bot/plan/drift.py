@@ -12,7 +12,7 @@ from bot.catalog import Catalog, Environment, Model
 from bot.manifests import cronjobs
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import apply_owned
-from bot.plan.facts import served
+from bot.plan.facts import plain, served
 from bot.plan.lifecycle import Outcome, _held, _moot
 from bot.plan.types import Alert, Change, FileEdit, Key, RegistrySnapshot, RepoState, Version, fingerprint
 
@@ -60,7 +60,7 @@ def _plan_retrain(cat: Catalog, env: Environment, model: Model, registry: Regist
     if found is None:
         return [], [], []  # the manifest or the registered model cannot be read: decide nothing
     serving, version = found
-    doc = yamlio.to_plain(yamlio.load(text, path))
+    doc = plain(text, path)
     suspended = (doc.get("spec") or {}).get("suspend") is True
     annotations = (doc.get("metadata") or {}).get("annotations") or {}
     status = version.drift_tag(env.name, "status") if version else None

@@ -11,12 +11,28 @@ answer cannot be edited by a caller; documents to *edit* are always loaded afres
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot import yamlplain
 from bot.manifests import inferenceservice as isvc
 from bot.plan.types import Served
 
 _MEMO_LIMIT = 50_000  # manifests; a 5,000-model fleet in three environments fits with room
 _memo: dict[str, Served] = {}
+
+
+_plain: dict[str, Any] = {}
+
+
+def plain(text: str, path: str) -> Any:
+    """The manifest as plain data, parsed once per text. Shared: read it, never change it."""
+    found = _plain.get(text)
+    if found is None:
+        found = yamlplain.load(text, path)
+        if len(_plain) >= _MEMO_LIMIT:
+            _plain.clear()
+        _plain[text] = found
+    return found
 
 
 def served(text: str, path: str) -> Served:
@@ -32,7 +48,7 @@ def served(text: str, path: str) -> Served:
 
 def _parse(text: str, path: str) -> Served:
     # Facts need plain data, not round trip: the fast reader, under the same guard.
-    doc = yamlplain.load(text, path)
+    doc = plain(text, path)
     annotations = (doc.get("metadata") or {}).get("annotations") or {}
     blocked = {v.strip() for v in str(annotations.get(isvc.BLOCKED_ANNOTATION, "")).split(",") if v.strip()}
     version = annotations.get(isvc.VERSION_ANNOTATION)

@@ -12,15 +12,15 @@ from bot import yamlio
 from bot.catalog import Catalog, Environment, Model
 from bot.manifests import cronjobs
 from bot.manifests import inferenceservice as isvc
-from bot.manifests.ownership import apply_owned, has
-from bot.plan.facts import served
+from bot.manifests.ownership import Owned, apply_owned, differs, has
+from bot.plan.facts import plain, served
 from bot.plan.lifecycle import _held, _moot, _noted
 from bot.plan.types import Change, Close, FileEdit, Key, Note, RegistrySnapshot, RepoState, Version, fingerprint
 from bot.prbody import release_body
 
 
-def _apply_release(doc: object, version: Version) -> list[str]:
-    """Set the registry-owned fields of a loaded ISVC to serve ``version``; return what changed."""
+def _release(doc: object, version: Version) -> tuple[dict, list[Owned]]:
+    """What serving ``version`` asks of an ISVC's registry-owned fields, and which rules own them."""
     # A custom container reads its model from the STORAGE_URI variable; a model spec from storageUri.
     shape_is_image = has(doc, ("spec", "predictor", "containers")) and not has(doc, ("spec", "predictor", "model"))
     annotations = {isvc.VERSION_ANNOTATION: version.version}
@@ -34,11 +34,18 @@ def _apply_release(doc: object, version: Version) -> list[str]:
     )
     desired = {"metadata": {"annotations": annotations}, "spec": {"predictor": predictor}}
     rules = [r for r in isvc.REGISTRY_OWNED if (r.path[2] == "containers") == shape_is_image]
-    return apply_owned(doc, yamlio.quote_ambiguous(desired), rules + isvc.RELEASE_ANNOTATIONS)
+    return yamlio.quote_ambiguous(desired), rules + isvc.RELEASE_ANNOTATIONS
+
+
+def _apply_release(doc: object, version: Version) -> list[str]:
+    """Set the registry-owned fields of a loaded ISVC to serve ``version``; return what changed."""
+    return apply_owned(doc, *_release(doc, version))
 
 
 def release_edit(path: str, text: str, version: Version) -> FileEdit | None:
     """The ISVC text serving ``version``: registry-owned fields only, everything else as it was."""
+    if not differs(plain(text, path), *_release(plain(text, path), version)):
+        return None  # decided on the fast plain parse: a settled manifest is not loaded round trip
     doc = yamlio.load(text, path)
     changed = _apply_release(doc, version)
     if not changed:
@@ -52,8 +59,11 @@ def drift_follow_edit(repo: RepoState, env: str, model: str, version: str) -> Fi
     text = repo.main_files.get(path)
     if text is None:
         return None
+    desired = yamlio.quote_ambiguous(cronjobs.served_version(version))
+    if not differs(plain(text, path), desired, cronjobs.SERVED_VERSION_OWNED):
+        return None
     doc = yamlio.load(text, path)
-    changed = apply_owned(doc, yamlio.quote_ambiguous(cronjobs.served_version(version)), cronjobs.SERVED_VERSION_OWNED)
+    changed = apply_owned(doc, desired, cronjobs.SERVED_VERSION_OWNED)
     if not changed:
         return None
     return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
