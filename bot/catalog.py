@@ -36,11 +36,23 @@ CATALOG_FILE = "releasebot.yaml"
 RESERVED_DIRS = frozenset({"argocd", "releasebot", "github", "docs"})
 DEFAULT_BOT_IMAGE = f"ghcr.io/releasebot/releasebot:{__version__}"
 DEFAULT_BOT_NAMESPACE = "releasebot"
-DEFAULT_CURL_IMAGE = "curlimages/curl:8.11.1"
 # A catalog grows by about 400 bytes a model, so the general 2 MiB cap on YAML files would stop
 # a fleet near 5,000 models. 8 MiB holds about 20,000; the hostile-input guard still bounds what
 # aliases and nesting can make of it, so only honest size is allowed to grow.
 MAX_CATALOG_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A key of a Secret, by reference: the Secret is created out of band in each environment's
+    namespace, and no credential is ever written into the catalog or the manifests."""
+
+    name: str
+    key: str
+
+
+def _secret(raw: dict[str, Any] | None) -> SecretRef | None:
+    return SecretRef(name=raw["name"], key=raw["key"]) if raw else None
 
 
 @dataclass(frozen=True)
@@ -208,7 +220,7 @@ class Catalog:
     bot_replicas: int
     bot_service_monitor: bool
     pipelines_endpoint: str | None
-    pipelines_image: str
+    pipelines_token: SecretRef | None
     blueprints: Path | None
     environments: tuple[Environment, ...]
     models: tuple[Model, ...]
@@ -401,7 +413,7 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         bot_replicas=raw.get("bot", {}).get("replicas", 1),
         bot_service_monitor=raw.get("bot", {}).get("serviceMonitor", True),
         pipelines_endpoint=raw.get("pipelines", {}).get("endpoint"),
-        pipelines_image=raw.get("pipelines", {}).get("image", DEFAULT_CURL_IMAGE),
+        pipelines_token=_secret(raw.get("pipelines", {}).get("tokenSecret")),
         blueprints=(root / raw["blueprints"]) if "blueprints" in raw else None,
         environments=envs,
         models=tuple(_model(m) for m in raw["models"]),
@@ -428,6 +440,13 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
         add(
             ("bot", "package"),
             "bot.package is no longer used: the validate workflow runs releasebot from bot.image; remove it",
+            "not-supported",
+        )
+    if "image" in raw.get("pipelines", {}):
+        add(
+            ("pipelines", "image"),
+            "pipelines.image is no longer used: the retrain CronJob runs `releasebot retrain submit` from "
+            "bot.image; remove it",
             "not-supported",
         )
     for i, env in enumerate(raw["environments"]):
