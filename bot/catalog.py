@@ -129,6 +129,7 @@ class Drift:
     columns: tuple[tuple[str, str | None, float | None], ...] = ()
     sample: int = 100_000
     resources: Resources = Resources(cpu="500m", memory="1Gi")
+    service_account: str | None = None  # None: jobs.serviceAccountName
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Retrain:
     experiment_id: str | None = None
     schedule: str = "0 3 * * *"
     parameters: tuple[tuple[str, Any], ...] = ()
+    service_account: str | None = None  # None: jobs.serviceAccountName
 
 
 @dataclass(frozen=True)
@@ -221,12 +223,19 @@ class Catalog:
     bot_service_monitor: bool
     pipelines_endpoint: str | None
     pipelines_token: SecretRef | None
+    registry_token: SecretRef | None
+    jobs_service_account: str | None
     blueprints: Path | None
     environments: tuple[Environment, ...]
     models: tuple[Model, ...]
 
     def environment(self, name: str) -> Environment:
         return self._environments[name]
+
+    def service_account(self, job: Drift | Retrain) -> str | None:
+        """The service account a model's drift or retrain pods run as (None: the namespace's
+        default, with no token mounted)."""
+        return job.service_account or self.jobs_service_account
 
     def model(self, name: str) -> Model:
         return self._models[name]
@@ -328,6 +337,7 @@ def _model(raw: dict[str, Any]) -> Model:
             columns=tuple((c, v.get("method"), v.get("threshold")) for c, v in sorted(d.get("columns", {}).items())),
             sample=d.get("sample", 100_000),
             resources=_resources(d.get("resources")) or drift_resources(d.get("sample", 100_000)),
+            service_account=d.get("serviceAccountName"),
         )
     r = raw.get("retrain")
     retrain = None
@@ -338,6 +348,7 @@ def _model(raw: dict[str, Any]) -> Model:
             experiment_id=r.get("experimentId"),
             schedule=r.get("schedule", "0 3 * * *"),
             parameters=tuple(sorted(r.get("parameters", {}).items())),
+            service_account=r.get("serviceAccountName"),
         )
     auto = raw.get("autoscaling")
     return Model(
@@ -414,6 +425,8 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         bot_service_monitor=raw.get("bot", {}).get("serviceMonitor", True),
         pipelines_endpoint=raw.get("pipelines", {}).get("endpoint"),
         pipelines_token=_secret(raw.get("pipelines", {}).get("tokenSecret")),
+        registry_token=_secret(raw["registry"].get("tokenSecret")),
+        jobs_service_account=raw.get("jobs", {}).get("serviceAccountName"),
         blueprints=(root / raw["blueprints"]) if "blueprints" in raw else None,
         environments=envs,
         models=tuple(_model(m) for m in raw["models"]),

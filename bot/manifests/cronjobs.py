@@ -29,6 +29,8 @@ _COMMON = [
     Owned(("metadata", "namespace")),
     Owned(("metadata", "labels", "releasebot.dev/environment")),
     Owned(("spec", "schedule")),
+    Owned((*_POD, "serviceAccountName")),
+    Owned((*_POD, "automountServiceAccountToken")),
 ]
 # The version the environment serves, as the drift check's ``--version``: the registry owns its
 # value (every release and rollback commit sets it, so a pinned or rolled-back environment is
@@ -42,6 +44,7 @@ DRIFT_CATALOG_OWNED = [
     Owned((*_POD, "containers", DRIFT, "resources")),
     Owned((*_POD, "containers", DRIFT, "env", Sel("name", "MLFLOW_TRACKING_URI"), "value")),
     Owned(_SERVED_VERSION, mode="presence"),
+    Owned((*_POD, "containers", DRIFT, "env", Sel("name", "MLFLOW_TRACKING_TOKEN"))),
 ]
 SERVED_VERSION_OWNED = [Owned((*_SERVED_VERSION, "value"))]
 
@@ -124,8 +127,16 @@ def drift_args(model: Model, env: Environment) -> list[str]:
     return args
 
 
+def _identity(prefix: str, account: str | None) -> dict[str, Any]:
+    """The pod's service account, and its token mounted only when one is named: a cloud's workload
+    identity (IRSA, GKE or Azure workload identity, EKS Pod Identity) works from that account's
+    token, and a pod with no account named needs none (Pod Security "restricted" either way)."""
+    return {f"{prefix}.serviceAccountName": account, f"{prefix}.automountToken": account is not None}
+
+
 def drift_check(cat: Catalog, env: Environment, model: Model, bp: BlueprintSet) -> Any:
     assert model.drift is not None
+    token = cat.registry_token
     return bp.render(
         "drift-check-cronjob.yaml",
         {
@@ -137,6 +148,16 @@ def drift_check(cat: Catalog, env: Environment, model: Model, bp: BlueprintSet) 
             "drift.resources": model.drift.resources.as_k8s(),
             "bot.image": cat.bot_image,
             "registry.trackingUri": cat.tracking_uri,
+            # MLflow's client sends MLFLOW_TRACKING_TOKEN as a bearer token.
+            "registry.tokenEnv": (
+                {
+                    "name": "MLFLOW_TRACKING_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}},
+                }
+                if token
+                else None
+            ),
+            **_identity("drift", cat.service_account(model.drift)),
         },
     )
 
@@ -185,6 +206,7 @@ def retrain(cat: Catalog, env: Environment, model: Model, bp: BlueprintSet) -> A
             "retrain.schedule": model.retrain.schedule,
             "retrain.args": retrain_args(cat, model, env),
             "retrain.resources": RETRAIN_RESOURCES.as_k8s(),
+            **_identity("retrain", cat.service_account(model.retrain)),
             "bot.image": cat.bot_image,
             # No Secret named: KFP without authentication; the job says so in its log.
             "retrain.env": [{"name": pipelines.TOKEN_FILE_ENV, "value": pipelines.TOKEN_FILE}] if secret else None,
