@@ -184,6 +184,7 @@ class Environment:
     reviewer_users: tuple[str, ...] = ()
     reviewer_teams: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    pod_security: str = "baseline"  # the Pod Security level the namespace enforces
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,7 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
             reviewer_users=tuple(e.get("reviewers", {}).get("users", ())),
             reviewer_teams=tuple(e.get("reviewers", {}).get("teams", ())),
             labels=tuple(e.get("labels", ())),
+            pod_security=e.get("podSecurity", "baseline"),
         )
         for e in raw["environments"]
     )
