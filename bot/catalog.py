@@ -36,11 +36,23 @@ CATALOG_FILE = "releasebot.yaml"
 RESERVED_DIRS = frozenset({"argocd", "releasebot", "github", "docs"})
 DEFAULT_BOT_IMAGE = f"ghcr.io/releasebot/releasebot:{__version__}"
 DEFAULT_BOT_NAMESPACE = "releasebot"
-DEFAULT_CURL_IMAGE = "curlimages/curl:8.11.1"
 # A catalog grows by about 400 bytes a model, so the general 2 MiB cap on YAML files would stop
 # a fleet near 5,000 models. 8 MiB holds about 20,000; the hostile-input guard still bounds what
 # aliases and nesting can make of it, so only honest size is allowed to grow.
 MAX_CATALOG_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A key of a Secret, by reference: the Secret is created out of band in each environment's
+    namespace, and no credential is ever written into the catalog or the manifests."""
+
+    name: str
+    key: str
+
+
+def _secret(raw: dict[str, Any] | None) -> SecretRef | None:
+    return SecretRef(name=raw["name"], key=raw["key"]) if raw else None
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,7 @@ class Drift:
     columns: tuple[tuple[str, str | None, float | None], ...] = ()
     sample: int = 100_000
     resources: Resources = Resources(cpu="500m", memory="1Gi")
+    service_account: str | None = None  # None: jobs.serviceAccountName
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,7 @@ class Retrain:
     experiment_id: str | None = None
     schedule: str = "0 3 * * *"
     parameters: tuple[tuple[str, Any], ...] = ()
+    service_account: str | None = None  # None: jobs.serviceAccountName
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,7 @@ class Environment:
     reviewer_users: tuple[str, ...] = ()
     reviewer_teams: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    pod_security: str = "baseline"  # the Pod Security level the namespace enforces
 
 
 @dataclass(frozen=True)
@@ -208,13 +223,20 @@ class Catalog:
     bot_replicas: int
     bot_service_monitor: bool
     pipelines_endpoint: str | None
-    pipelines_image: str
+    pipelines_token: SecretRef | None
+    registry_token: SecretRef | None
+    jobs_service_account: str | None
     blueprints: Path | None
     environments: tuple[Environment, ...]
     models: tuple[Model, ...]
 
     def environment(self, name: str) -> Environment:
         return self._environments[name]
+
+    def service_account(self, job: Drift | Retrain) -> str | None:
+        """The service account a model's drift or retrain pods run as (None: the namespace's
+        default, with no token mounted)."""
+        return job.service_account or self.jobs_service_account
 
     def model(self, name: str) -> Model:
         return self._models[name]
@@ -316,6 +338,7 @@ def _model(raw: dict[str, Any]) -> Model:
             columns=tuple((c, v.get("method"), v.get("threshold")) for c, v in sorted(d.get("columns", {}).items())),
             sample=d.get("sample", 100_000),
             resources=_resources(d.get("resources")) or drift_resources(d.get("sample", 100_000)),
+            service_account=d.get("serviceAccountName"),
         )
     r = raw.get("retrain")
     retrain = None
@@ -326,6 +349,7 @@ def _model(raw: dict[str, Any]) -> Model:
             experiment_id=r.get("experimentId"),
             schedule=r.get("schedule", "0 3 * * *"),
             parameters=tuple(sorted(r.get("parameters", {}).items())),
+            service_account=r.get("serviceAccountName"),
         )
     auto = raw.get("autoscaling")
     return Model(
@@ -375,6 +399,7 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
             reviewer_users=tuple(e.get("reviewers", {}).get("users", ())),
             reviewer_teams=tuple(e.get("reviewers", {}).get("teams", ())),
             labels=tuple(e.get("labels", ())),
+            pod_security=e.get("podSecurity", "baseline"),
         )
         for e in raw["environments"]
     )
@@ -401,7 +426,9 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         bot_replicas=raw.get("bot", {}).get("replicas", 1),
         bot_service_monitor=raw.get("bot", {}).get("serviceMonitor", True),
         pipelines_endpoint=raw.get("pipelines", {}).get("endpoint"),
-        pipelines_image=raw.get("pipelines", {}).get("image", DEFAULT_CURL_IMAGE),
+        pipelines_token=_secret(raw.get("pipelines", {}).get("tokenSecret")),
+        registry_token=_secret(raw["registry"].get("tokenSecret")),
+        jobs_service_account=raw.get("jobs", {}).get("serviceAccountName"),
         blueprints=(root / raw["blueprints"]) if "blueprints" in raw else None,
         environments=envs,
         models=tuple(_model(m) for m in raw["models"]),
@@ -428,6 +455,13 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
         add(
             ("bot", "package"),
             "bot.package is no longer used: the validate workflow runs releasebot from bot.image; remove it",
+            "not-supported",
+        )
+    if "image" in raw.get("pipelines", {}):
+        add(
+            ("pipelines", "image"),
+            "pipelines.image is no longer used: the retrain CronJob runs `releasebot retrain submit` from "
+            "bot.image; remove it",
             "not-supported",
         )
     for i, env in enumerate(raw["environments"]):

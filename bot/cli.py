@@ -1,8 +1,9 @@
 """The ``releasebot`` command: parse arguments, call the core, map errors to exit codes.
 
 Exit codes: 0 success; 1 the thing checked is not OK (``validate`` problems, ``render --check``
-differences) or input was refused; 2 usage errors (argparse). Problems go to stderr, results to
-stdout. No business logic lives here.
+differences) or input was refused; 2 usage errors (argparse); 3 an upstream failure a retry may
+cure (``retrain submit``: KFP answered 5xx or 429, or did not answer). Problems go to stderr,
+results to stdout. No business logic lives here.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot import __version__, capacity
+from bot import __version__, capacity, pipelines
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.commands import plan_rows, text_table
-from bot.errors import InvalidInput, ReleasebotError
+from bot.errors import ConfigError, InvalidInput, ReleasebotError, UpstreamError
 from bot.forge import forges
 from bot.generate import init_environments
 from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, plan_render, write_changes
@@ -246,6 +247,42 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_drift and result["datasetDrift"] else 0
 
 
+# A retry may succeed: the retrain CronJob's podFailurePolicy leaves this code to backoffLimit.
+EXIT_TRANSIENT = 3
+
+
+def cmd_retrain_submit(args: argparse.Namespace) -> int:
+    try:
+        request = pipelines.RunRequest(
+            endpoint=args.endpoint,
+            display_name=args.display_name,
+            pipeline_id=args.pipeline_id,
+            pipeline_version_id=args.pipeline_version_id,
+            experiment_id=args.experiment_id,
+            description=args.description,
+            parameters=tuple(pipelines.parse_parameter(p) for p in args.parameter),
+        )
+        token = pipelines.read_token(args.token_file or os.environ.get(pipelines.TOKEN_FILE_ENV))
+        if token is None:
+            # Said out loud: a KFP that requires authentication will answer 401/403 below.
+            print(
+                f"releasebot: no pipelines token ({pipelines.TOKEN_FILE_ENV} unset): "
+                "submitting without an Authorization header",
+                file=sys.stderr,
+            )
+        answer = pipelines.submit(request, token, timeout=args.timeout)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except UpstreamError as exc:
+        print(f"releasebot: {exc}", file=sys.stderr)
+        return EXIT_TRANSIENT if exc.retryable else 1
+    print(
+        f"Submitted {request.display_name}: KFP run {answer.get('run_id') or '(no run_id in the answer)'} "
+        f"of pipeline {request.pipeline_id}"
+    )
+    return 0
+
+
 def serve_config(args: argparse.Namespace) -> dict[str, str]:
     """Flags over the environment over ``--config``."""
     from bot.serve import load_config
@@ -368,6 +405,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifts")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     p.set_defaults(func=cmd_drift_run)
+
+    p = sub.add_parser("retrain", help="the retraining trigger the retrain CronJob runs")
+    retrain_sub = p.add_subparsers(dest="retrain_command", required=True)
+    p = retrain_sub.add_parser("submit", help="submit one Kubeflow Pipelines run (v2beta1 CreateRun)")
+    p.add_argument("--endpoint", required=True, help="KFP's runs endpoint, .../apis/v2beta1/runs")
+    p.add_argument("--display-name", required=True)
+    p.add_argument("--pipeline-id", required=True)
+    p.add_argument("--pipeline-version-id", help="default: KFP runs the pipeline's latest version")
+    p.add_argument("--experiment-id", help="default: KFP's default experiment")
+    p.add_argument("--description")
+    p.add_argument("--parameter", action="append", default=[], help="NAME=JSON runtime parameter, repeatable")
+    p.add_argument(
+        "--token-file",
+        help=f"a file holding the bearer token (default: ${pipelines.TOKEN_FILE_ENV}; neither: no token is sent)",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for KFP (default 30)")
+    p.set_defaults(func=cmd_retrain_submit)
 
     p = sub.add_parser("serve", help="the webhook receiver: GitHub and MLflow events trigger reconciles")
     _loop_options(p)

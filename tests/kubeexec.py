@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,33 @@ def pod_containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return spec["template"]["spec"]["containers"]
 
 
+class Ran(subprocess.CompletedProcess[str]):
+    """A finished container: exit code, output, and its peak resident memory (what a memory
+    limit is measured against)."""
+
+    max_rss: int = 0  # bytes
+
+
+# Peak memory counts from fork, not from exec: a child forked from this test process starts with
+# its pages. So a small launcher forks the container's process, waits for it with wait4 and
+# writes down its own peak. A signal is reported as the kubelet reports it, 128 + the signal.
+_LAUNCHER = """
+import os, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execve(argv[0], argv, os.environ)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run(
     dockerfile: Path,
     container: dict[str, Any],
@@ -100,15 +129,35 @@ def run(
     resolved: dict[str, str] | None = None,
     overrides: dict[str, str] | None = None,
     timeout: float = 600,
-) -> subprocess.CompletedProcess[str]:
+) -> Ran:
     """Start ``container`` as Kubernetes would and wait for it, in ``cwd`` (standing in for the
     read-only root filesystem) with ``tmp`` as the image's HOME and TMPDIR (the mounted ``/tmp``
     emptyDir). ``overrides`` replace env values the cluster would resolve differently (a service's
-    DNS name); the rest is the manifest's."""
+    DNS name, where a volume is mounted); the rest is the manifest's. A container still running
+    after ``timeout`` seconds is killed, as ``activeDeadlineSeconds`` would; its peak memory is
+    measured from a launcher of about 10 MiB, so it is exact to that much."""
     env = container_env(container, resolved) | (overrides or {})
     line = argv(dockerfile, container, env)
     executable = Path(sys.executable).parent / line[0]
     process_env = {"PATH": f"{executable.parent}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp), "TMPDIR": str(tmp), **env}
-    return subprocess.run(
-        [str(executable), *line[1:]], cwd=cwd, env=process_env, capture_output=True, text=True, timeout=timeout
-    )
+    command = [str(executable), *line[1:]]
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "maxrss"
+        process = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, str(report), *command],
+            cwd=cwd,
+            env=process_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+        ran = Ran(command, process.returncode, out, err)
+        if report.exists():
+            ran.max_rss = int(report.read_text()) * 1024  # Linux reports KiB
+    return ran

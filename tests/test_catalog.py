@@ -86,6 +86,19 @@ def test_retrain_needs_a_pipeline_endpoint(example_text: str) -> None:
     )
 
 
+def test_pipelines_take_a_v2beta1_runs_endpoint_and_no_curl_image(example_text: str) -> None:
+    endpoint = "http://ml-pipeline.kubeflow.svc.cluster.local:8888/apis/v2beta1/runs"
+    text = example_text.replace(endpoint, endpoint.replace("v2beta1", "v1beta1"))
+    assert f"releasebot.yaml:{line_of(text, 'apis/v1beta1')}: $.pipelines.endpoint:" in refuse(text)
+    text = example_text.replace(
+        "  tokenSecret:\n    name: kfp", "  image: curlimages/curl:8.11.1\n  tokenSecret:\n    name: kfp"
+    )
+    message = refuse(text)
+    assert f"releasebot.yaml:{line_of(text, 'curlimages')}: $.pipelines.image: pipelines.image is no longer" in message
+    secret = load_catalog(EXAMPLE_CATALOG).pipelines_token
+    assert secret is not None and (secret.name, secret.key) == ("kfp-token", "token")
+
+
 def test_duplicate_environment_and_shared_namespace(example_text: str) -> None:
     text = example_text.replace("name: staging\n", "name: dev\n").replace("models-staging", "models-dev")
     message = refuse(text)

@@ -36,6 +36,7 @@ def test_example_has_three_models_and_three_environments() -> None:
         "credit-risk",
         "fraud-detector",
         "karpenter",
+        "namespace.yaml",  # the environment's Namespace, so a first sync works on an empty cluster
         "review-sentiment",
     ]
     assert {p.name for p in EXAMPLE_DIR.iterdir() if p.is_dir() and not p.name.startswith(".")} == {

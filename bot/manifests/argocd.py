@@ -1,7 +1,8 @@
 """Argo CD: the AppProject (least privilege) and the ApplicationSet (one Application per environment).
 
 The project admits only this repository as a source, only the environments' namespaces as
-destinations, and only the kinds releasebot generates. The ApplicationSet syncs each environment
+destinations, and only the kinds releasebot generates (cluster-wide: Karpenter's, and the
+environments' own Namespaces by name). The ApplicationSet syncs each environment
 folder automatically with prune and selfHeal, so Git is the only way in.
 """
 
@@ -11,13 +12,17 @@ from typing import Any
 
 from bot.blueprints import BlueprintSet
 from bot.catalog import Catalog
+from bot.manifests import namespaces
 from bot.manifests.ownership import Owned
+
+_KARPENTER = [{"group": "karpenter.sh", "kind": "NodePool"}, {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass"}]
 
 APPPROJECT_CATALOG_OWNED = [
     Owned(("metadata", "name")),
     Owned(("metadata", "namespace")),
     Owned(("spec", "sourceRepos")),
     Owned(("spec", "destinations")),
+    Owned(("spec", "clusterResourceWhitelist")),
 ]
 APPLICATIONSET_CATALOG_OWNED = [
     Owned(("metadata", "name")),
@@ -44,6 +49,7 @@ def _values(cat: Catalog) -> dict[str, Any]:
     return {
         **common_values(cat),
         "argocd.destinations": [{"server": e.server, "namespace": e.namespace} for e in cat.environments],
+        "argocd.clusterResources": [*_KARPENTER, *namespaces.whitelist(cat)],
         "argocd.elements": [{"env": e.name, "namespace": e.namespace, "server": e.server} for e in cat.environments],
     }
 

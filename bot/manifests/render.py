@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from bot import capacity, yamlio
 from bot.blueprints import BlueprintSet
-from bot.catalog import CATALOG_FILE, Catalog, Environment, Model
-from bot.manifests import argocd, cronjobs, inferenceservice, karpenter, selfdeploy
+from bot.catalog import CATALOG_FILE, RESERVED_DIRS, Catalog, Environment, Model
+from bot.manifests import argocd, cronjobs, inferenceservice, karpenter, namespaces, selfdeploy
 from bot.manifests.ownership import Owned, Sel, apply_owned
 from bot.resources import schemas_dir
 
@@ -138,6 +138,12 @@ def _wanted(cat: Catalog, bp: BlueprintSet, read: Reader) -> Iterator[tuple[str,
     pool_owned = karpenter.NODEPOOL_CATALOG_OWNED + karpenter.CAPACITY_OWNED
     for env in cat.environments:
         yield (
+            namespaces.path_of(env.name),
+            "yaml",
+            partial(namespaces.namespace, cat, env, bp),
+            namespaces.CATALOG_OWNED,
+        )
+        yield (
             f"{env.name}/karpenter/ec2nodeclass.yaml",
             "yaml",
             partial(karpenter.ec2nodeclass, cat, env, bp),
@@ -233,6 +239,7 @@ GENERATED_NAMES = frozenset(
         "nodepool-gpu.yaml",
         "ec2nodeclass.yaml",
         "servicemonitor.yaml",  # releasebot/'s only optional file
+        namespaces.FILE,  # at <env>/namespace.yaml
     }
 )
 
@@ -257,6 +264,8 @@ def orphans(cat: Catalog, expected: set[str], listing: Iterable[str]) -> list[st
             continue
         if len(parts) == 3 or (len(parts) == 2 and parts[0] == selfdeploy.FOLDER):
             found.append(path)
+        elif len(parts) == 2 and parts[1] == namespaces.FILE and parts[0] not in RESERVED_DIRS:
+            found.append(path)  # an environment that left the catalog
     return sorted(found)
 
 
