@@ -30,6 +30,25 @@ def _features(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     return pd.DataFrame({"amount": rng.gamma(2.0, 30.0, n) + shift * 40, "age": rng.normal(40, 10, n) + shift * 8})
 
 
+# A model served by its own container (KServe reads its model location from STORAGE_URI), so
+# the example is also a catalog with a custom-image model.
+CUSTOM_IMAGE_MODEL = """
+  - name: custom-scorer
+    registeredModel: custom-scorer
+    serving:
+      image: ghcr.io/acme/custom-scorer:1.0.0
+    resources: {cpu: 500m, memory: 1Gi}
+    replicas: {min: 1, max: 2}
+    drift:
+      schedule: "0 * * * *"
+      reference:
+        uri: s3://acme-features/credit/reference/2026-10.parquet
+      current:
+        uri: s3://acme-features/credit/serving-window/latest.parquet
+      action: none
+"""
+
+
 def _load(path: Path) -> dict:
     return yamlio.to_plain(yamlio.load(path.read_text(), path.name))
 
@@ -44,9 +63,11 @@ class Example:
 
         self.bucket = tmp / "acme-features"
         suffix = uuid.uuid4().hex[:8]
-        text = EXAMPLE_CATALOG.read_text().replace("s3://acme-features/", self.bucket.as_uri() + "/")
+        text = (EXAMPLE_CATALOG.read_text() + CUSTOM_IMAGE_MODEL).replace(
+            "s3://acme-features/", self.bucket.as_uri() + "/"
+        )
         self.names = {}
-        for model in ("fraud-detector", "review-sentiment", "credit-risk"):
+        for model in ("fraud-detector", "review-sentiment", "credit-risk", "custom-scorer"):
             self.names[model] = f"{model}-{suffix}"
             text = text.replace(f"registeredModel: {model}\n", f"registeredModel: {model}-{suffix}\n")
         catalog = copy_catalog(tmp, text)
@@ -79,7 +100,8 @@ class Example:
 def test_every_drift_check_cronjob_runs_as_kubernetes_starts_it(tmp_path: Path, mlflow_url: str, run_cli) -> None:
     example = Example(tmp_path, mlflow_url, run_cli)
     cronjobs = sorted(example.repo.glob("*/*/drift-check-cronjob.yaml"))
-    assert len(cronjobs) == 8  # fraud and reviews in three environments, credit in two
+    # fraud, reviews and the custom-image scorer in three environments, credit in two
+    assert len(cronjobs) == 11
     for path in cronjobs:
         manifest = _load(path)
         [container] = kubeexec.pod_containers(manifest)
