@@ -24,7 +24,6 @@ import os
 import re
 import subprocess
 import tarfile
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -446,26 +445,44 @@ class EnvRepo:
     def _commit_on(self, base: str, change: Change) -> str:
         """A commit with ``change``'s edits on top of ``base``, made without a working tree.
 
-        Each write builds its tree in a private index file, so writes never touch the clone's
-        working tree or each other (two keys can be written at once), and a write costs the same
-        in a repository of ten files or fifty thousand. A file that is no longer what the change
-        was planned from is a ConflictError: re-plan.
+        Only the trees on the paths of the edited files are rewritten (``git mktree``, one folder
+        at a time), so writes never touch the clone's working tree or each other (two keys can be
+        written at once), and a write costs about the same in a repository of ten files or fifty
+        thousand. A file that is no longer what the change was planned from is a ConflictError:
+        re-plan.
         """
-        with tempfile.TemporaryDirectory(prefix="releasebot-index-") as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            self._git("read-tree", base, env=env)
-            entries = []
-            for edit in change.edits:
-                listed = self._git("ls-tree", base, "--", edit.path)
-                mode, current = (listed.split()[0], listed.split()[2]) if listed else ("100644", None)
-                if current != _blob_id(edit.old):
-                    raise ConflictError(f"{edit.path} changed on {self.branch} since it was planned")
-                blob = self._git_input(["hash-object", "-w", "--stdin"], edit.new).strip()
-                entries.append(f"{mode} {blob}\t{edit.path}\n")
-            self._git_input(["update-index", "--index-info"], "".join(entries), env=env)
-            tree = self._git("write-tree", env=env)
+        files: dict[str, tuple[str, str]] = {}
+        for edit in change.edits:
+            listed = self._git("ls-tree", base, "--", edit.path)
+            mode, current = (listed.split()[0], listed.split()[2]) if listed else ("100644", None)
+            if current != _blob_id(edit.old):
+                raise ConflictError(f"{edit.path} changed on {self.branch} since it was planned")
+            files[edit.path] = (mode, self._git_input(["hash-object", "-w", "--stdin"], edit.new).strip())
+        tree = self._tree_with(f"{base}^{{tree}}", files)
         message = change.commit_message.rstrip("\n") + f"\nReleasebot-Fingerprint: {change.fingerprint}\n"
         return self._git_input(["commit-tree", tree, "-p", base, "-F", "-"], message, env=_BOT_ENV).strip()
+
+    def _tree_with(self, tree: str | None, files: dict[str, tuple[str, str]]) -> str:
+        """``tree`` (None: an empty one) with ``files`` (path below it -> mode, blob) in place."""
+        entries: dict[str, str] = {}
+        if tree is not None:
+            for line in self._git("ls-tree", "-z", tree).split("\0"):
+                if line:
+                    meta, name = line.split("\t", 1)
+                    entries[name] = meta
+        below: dict[str, dict[str, tuple[str, str]]] = {}
+        for path, (mode, blob) in files.items():
+            name, _, rest = path.partition("/")
+            if rest:
+                below.setdefault(name, {})[rest] = (mode, blob)
+            else:
+                entries[name] = f"{mode} blob {blob}"
+        for name, inner in below.items():
+            meta = entries.get(name, "")
+            subtree = meta.split()[2] if meta.split()[1:2] == ["tree"] else None
+            entries[name] = f"040000 tree {self._tree_with(subtree, inner)}"
+        listing = "".join(f"{meta}\t{name}\0" for name, meta in entries.items())
+        return self._git_input(["mktree", "-z", "--missing"], listing).strip()  # entries already exist
 
     @_writes
     def commit_to_main(self, change: Change) -> str:

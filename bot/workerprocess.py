@@ -318,7 +318,7 @@ def _child_main(
             except Exception:  # keep routing with the last one
                 now = sent[0]
             with sending:
-                if now != sent[0]:
+                if now is not sent[0] and now != sent[0]:  # a deep comparison only when it may differ
                     sent[0] = now
                     outbox.put(("catalog", now))
                 outbox.put(("done", item))
