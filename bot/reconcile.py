@@ -84,11 +84,14 @@ def make_plan(
     return cat, plan(cat, snapshot, state, env, model)
 
 
+def _committed(repo: EnvRepo, change: Change, sha: str) -> str:
+    return f"committed {change.title} to {repo.branch} ({sha[:12]})"
+
+
 def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge | None]) -> str:
     """Carry out one change by its environment's mode; return what was done."""
     if change.write_back == "commit":
-        sha = repo.commit_to_main(change)
-        return f"committed {change.title} to {repo.branch} ({sha[:12]})"
+        return _committed(repo, change, repo.commit_to_main(change))
     expected = repo.bot_branch(change.key.branch)
     head = repo.push_branch(change, expected.head if expected else None)
     forge = forge_for(change.write_back)
@@ -113,7 +116,7 @@ def reconcile(
         try:
             committed = [c for c in p.changes if c.write_back == "commit"]
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
-                result.done.append(f"committed {change.title} to {repo.branch} ({sha[:12]})")
+                result.done.append(_committed(repo, change, sha))
             for change in p.changes:
                 if change.write_back == "commit":
                     continue

@@ -193,13 +193,8 @@ def _desired_isvc(cat: Catalog, env: Environment, model: Model, bp: BlueprintSet
     return inferenceservice.desired(cat, env, model, bp, storage_uri)
 
 
-def targets(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[Target]:
-    """Every file the catalog asks for, with its desired content and owned fields."""
-    return [Target(path, kind, render(), owned) for path, kind, render, owned in _wanted(cat, bp, read)]
-
-
 def target_paths(cat: Catalog, bp: BlueprintSet, read: Reader) -> list[str]:
-    """The paths of :func:`targets`, rendering nothing and reading no manifest."""
+    """The paths of every file the catalog asks for, rendering nothing and reading no manifest."""
     return [path for path, _, _, _ in _wanted(cat, bp, read)]
 
 
