@@ -71,3 +71,19 @@ def mlflow_server(root: Path, extra_env: dict[str, str] | None = None) -> Iterat
             os.killpg(proc.pid, 9)
             proc.wait()
         log.close()
+
+
+def mlflow_delivery(secret: str, payload: dict, delivery: str) -> tuple[bytes, dict[str, str]]:
+    """A webhook delivery as an MLflow server sends it: the JSON body and its signed headers."""
+    import json
+
+    from bot.intake import sign_mlflow
+
+    body = json.dumps(payload).encode()
+    ts = str(int(time.time()))
+    return body, {
+        "X-MLflow-Delivery-Id": delivery,
+        "X-MLflow-Timestamp": ts,
+        "X-MLflow-Signature": sign_mlflow(secret, delivery, ts, body),
+        "Content-Type": "application/json",
+    }

@@ -5,7 +5,6 @@ through the receiver, and drains its queue on SIGTERM."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -18,10 +17,9 @@ import pytest
 import requests
 from starlette.testclient import TestClient
 
-from bot.intake import sign_mlflow
 from bot.server import Receiver, Settings, create_app
 from bot.workerprocess import Factory, WorkerProcess
-from tests.mlflow_server import free_port
+from tests.mlflow_server import free_port, mlflow_delivery
 from tests.test_release_loop import World, git
 from tests.test_server import ALIAS_MOVED
 
@@ -29,14 +27,7 @@ GH_SECRET, ML_SECRET = "gh-test-secret", "mlflow-test-secret"
 
 
 def signed_mlflow(payload: dict, delivery: str) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(payload).encode()
-    ts = str(int(time.time()))
-    return body, {
-        "X-MLflow-Delivery-Id": delivery,
-        "X-MLflow-Timestamp": ts,
-        "X-MLflow-Signature": sign_mlflow(ML_SECRET, delivery, ts, body),
-        "Content-Type": "application/json",
-    }
+    return mlflow_delivery(ML_SECRET, payload, delivery)
 
 
 def eventually(check, timeout: float = 30.0):

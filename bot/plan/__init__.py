@@ -21,7 +21,7 @@ from bot.plan.capacity import Canaries, _plan_capacity, attach_capacity, canary_
 from bot.plan.drift import _plan_alert, _plan_retrain
 from bot.plan.facts import served
 from bot.plan.lifecycle import Outcome, _moot
-from bot.plan.pins import hold, pin_edit, rollback, unblock
+from bot.plan.pins import _plan_pin_branch, hold, pin_edit, rollback, unblock
 from bot.plan.release import _plan_release, models_to_plan, registry_wants, release_edit
 from bot.plan.types import (
     CAPACITY_KEY_MODEL,
@@ -101,9 +101,7 @@ def plan(
             c, x, n = _plan_release(cat, e, m, registry, repo)
             add(([attach_capacity(cat, change, repo, canaries) for change in c], x, n))
             add(_plan_retrain(cat, e, m, registry, repo))
-            pin = Key(e.name, m.name, "pin")
-            if (branch := repo.branches.get(pin.branch)) is not None and branch.applied:
-                add(_moot(pin, branch, f"main already has what {pin.branch} proposed"))
+            add(_plan_pin_branch(e, m, repo))
             alerts += _plan_alert(e, m, registry, repo)
         carried = any(edit.path.startswith(f"{e.name}/karpenter/") for c in changes for edit in c.edits)
         if model is None and not carried:

@@ -12,6 +12,7 @@ from bot.catalog import Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import apply_owned
 from bot.plan.facts import served
+from bot.plan.lifecycle import Outcome, _moot
 from bot.plan.release import _apply_release, drift_follow_edit
 from bot.plan.types import Change, FileEdit, Key, Note, RepoState, Served, Version, fingerprint
 
@@ -151,3 +152,13 @@ def hold(cat: Catalog, env_name: str, model_name: str, repo: RepoState, resume: 
     assert edit is not None
     fp = fingerprint(key.branch, "resume" if resume else "hold", edit.new)
     return _pin_change(key, env, model, edit, now, title, f"Releasebot-Hold: {'off' if resume else now.version}", fp)
+
+
+def _plan_pin_branch(env: Environment, model: Model, repo: RepoState) -> Outcome:
+    """A pin is asked for by a person, so there is no desired state to compare it with: its open
+    branch is moot once main already has everything it proposed."""
+    key = Key(env.name, model.name, "pin")
+    branch = repo.branches.get(key.branch)
+    if branch is None or not branch.applied:
+        return [], [], []
+    return _moot(key, branch, f"main already has what {key.branch} proposed")

@@ -16,7 +16,6 @@ A real uvicorn server on 127.0.0.1 with the example catalog.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import threading
@@ -28,13 +27,12 @@ import uvicorn
 
 from bot import yamlio
 from bot.catalog import load_catalog
-from bot.intake import sign_mlflow
 from bot.metrics import Metrics
 from bot.server import Receiver, Settings, create_app
 from bot.work import LocalWork
 from bot.workerprocess import Factory, WorkerProcess
 from tests.conftest import EXAMPLE_CATALOG
-from tests.mlflow_server import free_port
+from tests.mlflow_server import free_port, mlflow_delivery
 
 DELIVERIES = 2000
 SECRET = "bench-secret"
@@ -69,20 +67,12 @@ def bench_webhook_ack_latency_and_coalescing() -> None:
     session = requests.Session()
 
     def deliver(i: int) -> float:
-        body = json.dumps(
-            {
-                "entity": "model_version_alias",
-                "action": "created",
-                "data": {"name": models[i % len(models)], "alias": "champion", "version": str(i)},
-            }
-        ).encode()
-        ts, delivery = str(int(time.time())), f"bench-{i}"
-        headers = {
-            "X-MLflow-Delivery-Id": delivery,
-            "X-MLflow-Timestamp": ts,
-            "X-MLflow-Signature": sign_mlflow(SECRET, delivery, ts, body),
-            "Content-Type": "application/json",
+        payload = {
+            "entity": "model_version_alias",
+            "action": "created",
+            "data": {"name": models[i % len(models)], "alias": "champion", "version": str(i)},
         }
+        body, headers = mlflow_delivery(SECRET, payload, f"bench-{i}")
         start = time.perf_counter()
         response = session.post(f"http://127.0.0.1:{port}/webhooks/mlflow", data=body, headers=headers, timeout=10)
         assert response.status_code == 202
@@ -169,20 +159,12 @@ def _steady_load(work) -> tuple[list[float], int]:
                     time.sleep(wait)
                 elif wait < -0.05:
                     late[0] += 1
-                body = json.dumps(
-                    {
-                        "entity": "model_version_alias",
-                        "action": "created",
-                        "data": {"name": models[i % 3], "alias": "champion", "version": str(i)},
-                    }
-                ).encode()
-                ts, delivery = str(int(time.time())), f"steady-{i}"
-                headers = {
-                    "X-MLflow-Delivery-Id": delivery,
-                    "X-MLflow-Timestamp": ts,
-                    "X-MLflow-Signature": sign_mlflow(SECRET, delivery, ts, body),
-                    "Content-Type": "application/json",
+                payload = {
+                    "entity": "model_version_alias",
+                    "action": "created",
+                    "data": {"name": models[i % 3], "alias": "champion", "version": str(i)},
                 }
+                body, headers = mlflow_delivery(SECRET, payload, f"steady-{i}")
                 sent = time.perf_counter()
                 response = session.post(
                     f"http://127.0.0.1:{port}/webhooks/mlflow", data=body, headers=headers, timeout=10

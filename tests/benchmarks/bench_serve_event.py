@@ -12,7 +12,6 @@ names), and plain git (a fetch, a one-file commit, a push). The share is figure 
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -22,26 +21,18 @@ from pathlib import Path
 
 import requests
 
-from bot.intake import sign_mlflow
 from tests.benchmarks.bench_fleet import BIN, GIT_ID, SIZES, dev_version, flip, git, register_fleet, settle
 from tests.benchmarks.fleet import fleet_catalog, model_name
-from tests.mlflow_server import free_port, mlflow_server
+from tests.mlflow_server import free_port, mlflow_delivery, mlflow_server
 
 SECRET = "bench-mlflow-secret"
 EVENTS = 5
 
 
 def _post(url: str, name: str, version: str) -> None:
-    delivery, ts = uuid.uuid4().hex, str(int(time.time()))
     payload = {"entity": "model_version_alias", "action": "created", "data": {"name": name, "alias": "candidate"}}
     payload["data"]["version"] = version
-    body = json.dumps(payload).encode()
-    headers = {
-        "X-MLflow-Delivery-Id": delivery,
-        "X-MLflow-Timestamp": ts,
-        "X-MLflow-Signature": sign_mlflow(SECRET, delivery, ts, body),
-        "Content-Type": "application/json",
-    }
+    body, headers = mlflow_delivery(SECRET, payload, uuid.uuid4().hex)
     assert requests.post(f"{url}/webhooks/mlflow", data=body, headers=headers, timeout=10).status_code == 202
 
 
