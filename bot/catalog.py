@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -53,6 +54,58 @@ class SecretRef:
 
 def _secret(raw: dict[str, Any] | None) -> SecretRef | None:
     return SecretRef(name=raw["name"], key=raw["key"]) if raw else None
+
+
+def seconds(duration: str) -> int:
+    """``90s``, ``10m``, ``1h`` in seconds (the schema admits nothing else)."""
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A catalog-named analysis query and the threshold the canary must meet."""
+
+    name: str
+    query: str
+    max: float | None = None
+    min: float | None = None
+    max_ratio_to_stable: float | None = None
+
+
+@dataclass(frozen=True)
+class Canary:
+    """An environment's canary walk: traffic steps, the soak each step serves before its analysis
+    decides, the deadline for a step to be synced and Healthy, and the analysis itself."""
+
+    steps: tuple[int, ...]
+    interval: int  # seconds
+    deadline: int  # seconds
+    no_data: str = "fail"
+    min_requests: int = 1
+    max_error_ratio: float | None = 0.01
+    max_latency_p95_ms: float | None = None
+    max_latency_ratio: float | None = None
+    queries: tuple[Query, ...] = ()
+
+
+def _canary(raw: dict[str, Any] | None) -> Canary | None:
+    if raw is None:
+        return None
+    a = raw.get("analysis", {})
+    return Canary(
+        steps=tuple(raw["steps"]),
+        interval=seconds(raw.get("interval", "10m")),
+        deadline=seconds(raw.get("deadline", "15m")),
+        no_data=a.get("noData", "fail"),
+        min_requests=a.get("minRequests", 1),
+        max_error_ratio=a.get("maxErrorRatio", 0.01),
+        max_latency_p95_ms=a.get("maxLatencyP95Ms"),
+        max_latency_ratio=a.get("maxLatencyRatio"),
+        queries=tuple(
+            Query(q["name"], q["query"], q.get("max"), q.get("min"), q.get("maxRatioToStable"))
+            for q in a.get("queries", ())
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -185,6 +238,7 @@ class Environment:
     reviewer_teams: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     pod_security: str = "baseline"  # the Pod Security level the namespace enforces
+    canary: Canary | None = None  # None: a release goes to 100% in one change
 
 
 @dataclass(frozen=True)
@@ -229,6 +283,13 @@ class Catalog:
     blueprints: Path | None
     environments: tuple[Environment, ...]
     models: tuple[Model, ...]
+    kserve_version: str | None = None
+    prometheus_url: str | None = None
+
+    @property
+    def standard_mode(self) -> bool:
+        """KServe without Knative: RawDeployment, called Standard from KServe 0.20."""
+        return self.kserve_mode in ("RawDeployment", "Standard")
 
     def environment(self, name: str) -> Environment:
         return self._environments[name]
@@ -400,6 +461,7 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
             reviewer_teams=tuple(e.get("reviewers", {}).get("teams", ())),
             labels=tuple(e.get("labels", ())),
             pod_security=e.get("podSecurity", "baseline"),
+            canary=_canary(e.get("canary")),
         )
         for e in raw["environments"]
     )
@@ -432,10 +494,47 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         blueprints=(root / raw["blueprints"]) if "blueprints" in raw else None,
         environments=envs,
         models=tuple(_model(m) for m in raw["models"]),
+        kserve_version=cluster.get("kserveVersion"),
+        prometheus_url=raw.get("prometheus", {}).get("url"),
     )
 
 
 # --- rules beyond the schema -----------------------------------------------------------------
+
+
+def _canary_problems(raw: dict[str, Any], canary: dict[str, Any], where: tuple[Any, ...], add: Any) -> None:
+    """A canary walk the catalog's KServe can carry out, judged on a Prometheus it names."""
+    steps = canary["steps"]
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        add((*where, "steps"), f"canary steps must increase strictly, got {steps}", "canary")
+    mode = raw["cluster"].get("kserveDeploymentMode", "Serverless")
+    version = raw["cluster"].get("kserveVersion")
+    if mode in ("RawDeployment", "Standard"):
+        minor = int(version.split(".")[1]) if version else None
+        if minor is None or minor < 20:
+            said = f"cluster.kserveVersion is {version}" if version else "cluster.kserveVersion is not set"
+            add(
+                where,
+                f"canary steps in {mode} mode need KServe 0.20 or later (spec.canary); {said}. "
+                'Set cluster.kserveVersion to "0.20" or later, or use Serverless mode',
+                "canary",
+            )
+    elif 0 in steps:
+        add(
+            (*where, "steps"),
+            "a 0% step (dark launch) needs Standard mode's spec.canary; Serverless "
+            "canaryTrafficPercent 0 would only pin traffic to the old revision",
+            "canary",
+        )
+    if "prometheus" not in raw:
+        add(where, "canary analysis needs prometheus.url: where the step queries are asked", "canary")
+    for j, q in enumerate(canary.get("analysis", {}).get("queries", ())):
+        if "{{revision}}" not in q["query"]:
+            add(
+                (*where, "analysis", "queries", j, "query"),
+                f"query {q['name']!r} has no {{{{revision}}}}: it would measure canary and stable alike",
+                "canary",
+            )
 
 
 def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -> list[Problem]:
@@ -465,14 +564,9 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
             "not-supported",
         )
     for i, env in enumerate(raw["environments"]):
-        # Accepted settings must do what they say: these wait for the rollout work to act on them.
+        # Accepted settings must do what they say: this one waits for the promotion work.
         if "canary" in env:
-            add(
-                ("environments", i, "canary"),
-                "canary rollouts are not carried out yet (nothing would step traffic or check the gates); "
-                "remove 'canary' until releasebot's rollout support lands",
-                "not-supported",
-            )
+            _canary_problems(raw, env["canary"], ("environments", i, "canary"), add)
         if env.get("autoMerge") is True:
             add(
                 ("environments", i, "autoMerge"),
@@ -498,13 +592,13 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
                 "duplicate",
             )
     raw_mode = raw["cluster"].get("kserveDeploymentMode", "Serverless")
-    if raw_mode == "RawDeployment":
+    if raw_mode in ("RawDeployment", "Standard"):
         for i, env in enumerate(raw["environments"]):
             if env.get("scaleToZero"):
                 add(
                     ("environments", i, "scaleToZero"),
                     "scale-to-zero needs KServe's Serverless mode (Knative); cluster.kserveDeploymentMode is "
-                    "RawDeployment, where minReplicas 0 is not supported",
+                    f"{raw_mode}, where minReplicas 0 is not supported",
                     "scale-to-zero",
                 )
 
@@ -534,10 +628,10 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
         ]:
             if rep["min"] > rep["max"]:
                 add((*path, "min"), f"min ({rep['min']}) is greater than max ({rep['max']})", "replicas")
-            if rep["min"] == 0 and raw_mode == "RawDeployment":
+            if rep["min"] == 0 and raw_mode in ("RawDeployment", "Standard"):
                 add(
                     (*path, "min"),
-                    "minReplicas 0 needs KServe's Serverless mode; cluster.kserveDeploymentMode is RawDeployment",
+                    f"minReplicas 0 needs KServe's Serverless mode; cluster.kserveDeploymentMode is {raw_mode}",
                     "scale-to-zero",
                 )
         drift = model.get("drift")

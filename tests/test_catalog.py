@@ -158,7 +158,69 @@ def test_settings_nothing_acts_on_yet_are_refused_where_they_stand(example_text:
     message = refuse(text)
     assert f"releasebot.yaml:{line_of(text, 'package: releasebot')}: $.bot.package: bot.package is no longer" in message
     assert f"releasebot.yaml:{line_of(text, 'autoMerge: true')}: $.environments[2].autoMerge: auto-merge" in message
-    assert f"releasebot.yaml:{line_of(text, 'canary:')}: $.environments[2].canary: canary rollouts" in message
     assert "not carried out yet" in message
+    # A canary walk is carried out, so it is refused only for what it would lack: here Prometheus.
+    assert (
+        f"releasebot.yaml:{line_of(text, 'canary:')}: $.environments[2].canary: canary analysis needs prometheus.url"
+        in message
+    )
     # false asks for nothing, so it stays accepted.
     assert load_catalog(EXAMPLE_CATALOG).environment("production").write_back == "pull-request"
+
+
+CANARY = "    canary:\n      steps: [10, 50, 100]\n"
+
+
+def test_canary_walk_is_parsed_with_its_defaults(example_text: str) -> None:
+    text = example_text.replace("    autoMerge: false\n", "    autoMerge: false\n" + CANARY + "      interval: 90s\n")
+    text += "prometheus:\n  url: http://prometheus-operated.monitoring.svc:9090\n"
+    cat = parse_catalog(text, "releasebot.yaml", EXAMPLE_DIR)
+    canary = cat.environment("production").canary
+    assert canary is not None
+    assert (canary.steps, canary.interval, canary.deadline, canary.no_data) == ((10, 50, 100), 90, 900, "fail")
+    assert canary.max_error_ratio == 0.01 and canary.queries == ()
+    assert cat.environment("staging").canary is None
+    assert cat.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
+
+
+@pytest.mark.parametrize(
+    ("canary", "cluster", "expected"),
+    [
+        ("      steps: [50, 10]\n", "", "$.environments[2].canary.steps: canary steps must increase strictly"),
+        ("      steps: [0, 50]\n", "", "$.environments[2].canary.steps: a 0% step (dark launch) needs Standard"),
+        (
+            "      steps: [10]\n",
+            "  kserveDeploymentMode: Standard\n",
+            "$.environments[2].canary: canary steps in Standard mode need KServe 0.20 or later (spec.canary); "
+            "cluster.kserveVersion is not set",
+        ),
+        (
+            "      steps: [10]\n",
+            '  kserveDeploymentMode: RawDeployment\n  kserveVersion: "0.15"\n',
+            "canary steps in RawDeployment mode need KServe 0.20 or later (spec.canary); cluster.kserveVersion is 0.15",
+        ),
+        (
+            "      steps: [10]\n      analysis:\n        queries:\n          - {name: q, query: up, max: 1}\n",
+            "",
+            "$.environments[2].canary.analysis.queries[0].query: query 'q' has no {{revision}}",
+        ),
+    ],
+)
+def test_canary_walk_the_cluster_cannot_do_is_refused(
+    example_text: str, canary: str, cluster: str, expected: str
+) -> None:
+    text = example_text.replace("    autoMerge: false\n", "    autoMerge: false\n    canary:\n" + canary)
+    text = text.replace("  kserveDeploymentMode: Serverless\n", cluster or "  kserveDeploymentMode: Serverless\n")
+    text += "prometheus:\n  url: http://prometheus-operated.monitoring.svc:9090\n"
+    assert expected in refuse(text)
+
+
+def test_canary_in_standard_mode_on_kserve_0_20_is_accepted(example_text: str) -> None:
+    text = example_text.replace("    autoMerge: false\n", "    autoMerge: false\n    canary:\n      steps: [0, 10]\n")
+    text = text.replace(
+        "  kserveDeploymentMode: Serverless\n", '  kserveDeploymentMode: Standard\n  kserveVersion: "0.20"\n'
+    )
+    text = text.replace("    scaleToZero: true\n", "").replace("      min: 0\n", "      min: 1\n")
+    text += "prometheus:\n  url: http://prometheus-operated.monitoring.svc:9090\n"
+    cat = parse_catalog(text, "releasebot.yaml", EXAMPLE_DIR)
+    assert cat.standard_mode and cat.environment("production").canary.steps == (0, 10)

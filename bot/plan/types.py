@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 Kind = Literal["release", "pin", "capacity", "retrain", "alert"]
@@ -209,3 +210,119 @@ class Plan:
     @property
     def errors(self) -> tuple[Note, ...]:
         return tuple(n for n in self.notes if n.error)
+
+
+# --- the cluster, as observed (bot.cluster fills these; the walk reads them) ------------------
+
+
+@dataclass(frozen=True)
+class AppStatus:
+    """An Argo CD Application, as much of it as a walk needs.
+
+    ``history`` is Argo CD's deployment history, oldest first: (revision, deployedAt). It tells
+    when the commit of a step went live. ``resources`` is Argo CD's own health verdict per
+    managed resource, keyed (kind, namespace, name).
+    """
+
+    name: str
+    sync_status: str | None  # Synced, OutOfSync, Unknown
+    sync_revision: str | None
+    health: str | None  # Healthy, Progressing, Degraded, Suspended, Missing, Unknown
+    operation_phase: str | None = None  # Running, Succeeded, Failed, Error, Terminating
+    operation_message: str | None = None
+    history: tuple[tuple[str, datetime], ...] = ()
+    resources: Mapping[tuple[str, str, str], str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """One entry of ``status.components.predictor.traffic`` (Knative)."""
+
+    revision: str | None
+    percent: int | None
+    latest: bool = False
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class CanaryStatus:
+    """One entry of ``status.canaryStatuses`` (KServe 0.20 Standard ``spec.canary[]``)."""
+
+    name: str
+    ready: bool
+    traffic_percent: int
+
+
+@dataclass(frozen=True)
+class IsvcStatus:
+    """An InferenceService's status, as much of it as a walk needs."""
+
+    namespace: str
+    name: str
+    generation: int | None
+    observed_generation: int | None
+    ready: bool
+    reason: str | None = None  # why not Ready: the first failing condition's reason and message
+    deployment_mode: str | None = None
+    latest_ready_revision: str | None = None
+    latest_created_revision: str | None = None
+    latest_rolledout_revision: str | None = None
+    previous_rolledout_revision: str | None = None
+    traffic: tuple[Traffic, ...] = ()
+    canaries: tuple[CanaryStatus, ...] = ()
+    transition_status: str | None = None  # modelStatus.transitionStatus
+    failure: str | None = None  # modelStatus.lastFailureInfo, said in one line
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """What the cluster said when it was asked, and when. ``None`` for an object that is absent;
+    a key missing from a mapping was not asked about. ``problems`` says what could not be read."""
+
+    at: datetime
+    applications: Mapping[str, AppStatus | None] = field(default_factory=dict)  # by environment
+    services: Mapping[tuple[str, str], IsvcStatus | None] = field(default_factory=dict)  # (env, model)
+    ancestry: Mapping[tuple[str, str], bool] = field(default_factory=dict)  # (commit, revision) -> contains
+    problems: Mapping[str, str] = field(default_factory=dict)  # by environment
+
+
+# --- canary analysis (bot.analysis answers what the walk asks) ---------------------------------
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """Compare a canary with its stable revision over one step's soak, ending at ``end``."""
+
+    key: Key
+    step: int  # index into the environment's canary steps
+    namespace: str
+    model: str
+    deployment_mode: str  # Serverless/Knative or RawDeployment/Standard
+    canary_revision: str
+    stable_revision: str | None
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One check's outcome: the query that ran, what came back, and the threshold it met or missed."""
+
+    name: str
+    query: str
+    canary: float | None
+    stable: float | None
+    threshold: str
+    passed: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one step's analysis. ``error`` is set when Prometheus could not be asked."""
+
+    passed: bool
+    measurements: tuple[Measurement, ...]
+    start: datetime
+    end: datetime
+    error: str | None = None
