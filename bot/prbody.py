@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.catalog import Catalog, Environment, Model
-    from bot.plan.types import FileEdit, Version
+    from bot.catalog import Canary, Catalog, Environment, Model
+    from bot.plan.types import FileEdit, Verdict, Version
 
 TITLE_LIMIT = 256
 BODY_LIMIT = 65_536
@@ -144,3 +144,48 @@ def release_body(
     ]
     marker = MARKER.format(fp=fp)
     return truncate("\n".join(lines), BODY_LIMIT - len(marker) - 1, "") + "\n" + marker
+
+
+# --- a release walk -------------------------------------------------------------------------------
+
+
+def walk_plan(canary: Canary, mode: str) -> str:
+    """What happens after this pull request is merged, step by step."""
+    steps = " → ".join(f"{p}%" for p in canary.steps)
+    return "\n".join(
+        [
+            "### The walk",
+            f"This is the first of {len(canary.steps) + 1} changes: canary {steps}, then promotion ({mode} mode).",
+            f"Each step waits until Argo CD has synced it and the InferenceService is Healthy (deadline "
+            f"{canary.deadline}s), serves for {canary.interval}s, and is then compared with the stable revision "
+            "on Prometheus; only a passing step leads to the next change. A failing one rolls back in Git and "
+            "blocks the version. Each verdict is a `releasebot/rollout` check on the commit it judged.",
+        ]
+    )
+
+
+def verdict_table(verdict: Verdict) -> list[str]:
+    """The analysis of one step as Markdown rows: what was asked, what came back, what it had to meet."""
+    fmt = lambda x: "no data" if x is None else f"{x:.4g}"  # noqa: E731
+    rows = [
+        f"Window {verdict.start:%Y-%m-%d %H:%M:%SZ} to {verdict.end:%H:%M:%SZ}: "
+        + ("**passed**" if verdict.passed else "**failed**"),
+        "",
+        "| check | canary | stable | threshold | result | query |",
+        "|---|---:|---:|---|---|---|",
+    ]
+    for m in verdict.measurements:
+        result = "pass" if m.passed else "**fail**"
+        note = f" ({cell(m.note)})" if m.note else ""
+        rows.append(
+            f"| {cell(m.name)} | {fmt(m.canary)} | {fmt(m.stable)} | {cell(m.threshold)} | {result}{note} | "
+            f"`{cell(m.query)}` |"
+        )
+    return rows
+
+
+def walk_step_body(head: str, verdict: Verdict | None) -> str:
+    lines = [head]
+    if verdict is not None:
+        lines += ["", "### Analysis of the step before", *verdict_table(verdict)]
+    return "\n".join(lines)

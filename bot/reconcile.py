@@ -12,14 +12,34 @@ It holds no state between passes; every pass decides from scratch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from bot.catalog import CATALOG_FILE, Catalog, parse_catalog
-from bot.errors import ConflictError, PermanentUpstreamError
+from bot.catalog import CATALOG_FILE, Canary, Catalog, Environment, Model, parse_catalog
+from bot.errors import ConflictError, PermanentUpstreamError, UpstreamError
 from bot.forge import Forge
 from bot.manifests import inferenceservice as isvc
-from bot.plan import Change, Key, Note, Plan, RepoState, hold, plan, registry_wants, rollback, served, unblock
+from bot.plan import (
+    Change,
+    Key,
+    Look,
+    Note,
+    Plan,
+    RepoState,
+    Served,
+    analysis_wants,
+    hold,
+    models_to_plan,
+    plan,
+    registry_wants,
+    rollback,
+    served,
+    unblock,
+    under_way,
+)
+from bot.plan.types import AnalysisRequest, AppStatus, ClusterSnapshot, IsvcStatus, Verdict
 from bot.registry import Registry
 from bot.repo import EnvRepo
 
@@ -76,12 +96,133 @@ def observe(
     return cat, RepoState(tree, repo.bot_branches(_branch_patterns(env, model))), registry_for(cat)
 
 
+class ClusterReader(Protocol):
+    """The reads a walk needs of the cluster (:class:`bot.cluster.Cluster`)."""
+
+    def application(self, name: str, namespace: str) -> AppStatus | None: ...
+
+    def inference_service(self, namespace: str, name: str) -> IsvcStatus | None: ...
+
+
+Analyse = Callable[[str, Canary, AnalysisRequest], Verdict]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What lets a release walk move beyond Git: the cluster (None: not observed here),
+    Prometheus analysis (None: not asked here) and the clock."""
+
+    cluster: ClusterReader | None = None
+    analyse: Analyse | None = None
+    clock: Callable[[], datetime] = _now
+
+
+# Verdicts of fixed windows do not change: asked once per process, whatever asks again.
+_verdicts: dict[AnalysisRequest, Verdict] = {}
+
+
+def _walks_on_main(
+    cat: Catalog, state: RepoState, env: str | None, model: str | None
+) -> list[tuple[Environment, Model, Served]]:
+    found = []
+    for e in cat.environments:
+        if e.canary is None or (env is not None and e.name != env):
+            continue
+        for m in models_to_plan(cat, e, model):
+            path = isvc.path_of(e.name, m.name)
+            text = state.main_files.get(path)
+            now = served(text, path) if text is not None else None
+            if now is not None and under_way(e, now):
+                found.append((e, m, now))
+    return found
+
+
+def look(
+    repo: EnvRepo, cat: Catalog, state: RepoState, watch: Watch, env: str | None = None, model: str | None = None
+) -> tuple[RepoState, Look]:
+    """What the walks under way among the keys asked about see: when their manifests landed on
+    main, the cluster's Application and InferenceServices for exactly those keys, whether Argo
+    CD's revisions contain those commits, and the verdicts of soaks that ended."""
+    clock = watch.clock()
+    walks = _walks_on_main(cat, state, env, model)
+    if not walks:
+        return state, Look(clock)
+    landed = {}
+    for e, m, _ in walks:
+        path = isvc.path_of(e.name, m.name)
+        found = repo.landed(path)
+        if found is not None:
+            landed[path] = found
+    state = replace(state, landed=landed)
+    if watch.cluster is None:
+        return state, Look(clock)
+    apps: dict[str, AppStatus | None] = {}
+    services: dict[tuple[str, str], IsvcStatus | None] = {}
+    problems: dict[str, str] = {}
+    ancestry: dict[tuple[str, str], bool] = {}
+    for e, m, _ in walks:
+        try:
+            if e.name not in apps and e.name not in problems:
+                apps[e.name] = watch.cluster.application(application_name(e.name), cat.argocd_namespace)
+            services[(e.name, m.name)] = watch.cluster.inference_service(e.namespace, m.name)
+        except UpstreamError as exc:
+            problems[e.name] = f"the cluster could not be read: {exc}"
+            continue
+        app, path = apps.get(e.name), isvc.path_of(e.name, m.name)
+        if app is None or path not in landed:
+            continue
+        sha = landed[path][0]
+        for revision in {app.sync_revision, *(rev for rev, _ in app.history)} - {None}:
+            if (sha, revision) not in ancestry:
+                ancestry[(sha, revision)] = repo.contains(sha, revision)
+    snapshot = ClusterSnapshot(clock, apps, services, ancestry, problems)
+    seen = Look(clock, snapshot)
+    verdicts = {}
+    for request in analysis_wants(cat, state, seen, walks):
+        verdicts[request] = _verdict(cat, watch, request)
+    return state, replace(seen, verdicts=verdicts)
+
+
+def _verdict(cat: Catalog, watch: Watch, request: AnalysisRequest) -> Verdict:
+    if request in _verdicts:
+        return _verdicts[request]
+    canary = cat.environment(request.key.environment).canary
+    assert canary is not None
+    if watch.analyse is None or cat.prometheus_url is None:
+        return Verdict(False, (), request.start, request.end, error="Prometheus is not configured here")
+    try:
+        verdict = watch.analyse(cat.prometheus_url, canary, request)
+    except UpstreamError as exc:
+        # Prometheus down, or a query it refuses: the walk waits and says why; it never turns
+        # "could not ask" into a verdict on the model.
+        return Verdict(False, (), request.start, request.end, error=str(exc))
+    if len(_verdicts) >= 1024:
+        _verdicts.clear()
+    _verdicts[request] = verdict
+    return verdict
+
+
+def application_name(env: str) -> str:
+    return f"releasebot-{env}"
+
+
 def make_plan(
-    repo: EnvRepo, registry_for: Callable[[Catalog], Registry], env: str | None = None, model: str | None = None
+    repo: EnvRepo,
+    registry_for: Callable[[Catalog], Registry],
+    env: str | None = None,
+    model: str | None = None,
+    watch: Watch | None = None,
 ) -> tuple[Catalog, Plan]:
     cat, state, registry = observe(repo, registry_for, env, model)
     snapshot = registry.snapshot(registry_wants(cat, state, env, model))
-    return cat, plan(cat, snapshot, state, env, model)
+    seen = None
+    if watch is not None:
+        state, seen = look(repo, cat, state, watch, env, model)
+    return cat, plan(cat, snapshot, state, env, model, seen)
 
 
 def _committed(repo: EnvRepo, change: Change, sha: str) -> str:
@@ -107,11 +248,13 @@ def reconcile(
     forge_for: Callable[[str], Forge | None],
     env: str | None = None,
     model: str | None = None,
+    watch: Watch | None = None,
 ) -> Result:
     """Carry out the plan. ``forge_for(mode)`` gives the forge of a write-back mode, or None when
-    that mode is not available here: its changes are then skipped, and said so."""
+    that mode is not available here: its changes are then skipped, and said so. ``watch`` lets
+    release walks under way move (without it they wait)."""
     for attempt in range(ATTEMPTS):
-        cat, p = make_plan(repo, registry_for, env, model)
+        cat, p = make_plan(repo, registry_for, env, model, watch)
         result = Result(p, cat)
         try:
             committed = [c for c in p.changes if c.write_back == "commit"]
@@ -126,6 +269,15 @@ def reconcile(
                     )
                     continue
                 result.done.append(write_back(repo, change, forge_for))
+            for change in p.changes:
+                if change.verdict is None:
+                    continue
+                # A walk step's evidence, as a check on the commit it judged, once; GitHub takes
+                # it whatever the write-back mode, where GitHub is configured.
+                reporter = forge_for("pull-request") or forge_for(change.write_back)
+                said = reporter.verdict(change) if reporter is not None else None
+                if said:
+                    result.done.append(said)
             for note in p.notes:
                 forge = forge_for(cat.environment(note.key.environment).write_back)
                 if note.tell and forge is not None:

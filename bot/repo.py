@@ -27,6 +27,7 @@ import tarfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -432,6 +433,26 @@ class EnvRepo:
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(dest, filter="data")  # refuses links and paths that leave dest
+
+    def landed(self, path: str, ref: str | None = None) -> tuple[str, datetime] | None:
+        """The first-parent commit of main that last changed ``path``, and when: a merge is
+        the time a pull request landed, a direct commit its own time."""
+        out = self._git("log", "-1", "--first-parent", "--format=%H %ct", ref or self.main_ref, "--", path).strip()
+        if not out:
+            return None
+        sha, stamp = out.split()
+        return sha, datetime.fromtimestamp(int(stamp), UTC)
+
+    def contains(self, commit: str, revision: str) -> bool:
+        """Whether ``revision`` (a commit Argo CD deployed) has ``commit`` in its history. A
+        revision this clone does not know (not fetched yet, or force-pushed away) does not."""
+        done = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", commit, revision],
+            cwd=self.workdir,
+            capture_output=True,
+            check=False,
+        )
+        return done.returncode == 0
 
     def _has_commit(self, sha: str) -> bool:
         try:

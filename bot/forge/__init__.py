@@ -1,9 +1,10 @@
 """Where a planned change goes once its branch is pushed: one module per forge.
 
-A forge has four verbs. ``propose`` makes the pushed branch reviewable (a pull request on GitHub;
+A forge has five verbs. ``propose`` makes the pushed branch reviewable (a pull request on GitHub;
 nothing more on a plain git remote) and ``withdraw`` retracts a branch whose change is no longer
 wanted; ``note`` tells reviewers something once; ``alert`` keeps one issue per drift alert key
-up to date. All must be idempotent: the reconciler may call them again for the same key.
+up to date; ``verdict`` reports a walk step's analysis. All must be idempotent: the reconciler
+may call them again for the same key.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Forge(Protocol):
 
     def alert(self, alert: Alert) -> str | None:
         """Raise, update or resolve the one issue of ``alert.key``; None when nothing changed."""
+        ...
+
+    def verdict(self, change: Change) -> str | None:
+        """Report the analysis a walk step rests on, once; None when nothing was reported."""
         ...
 
 

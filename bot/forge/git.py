@@ -27,3 +27,9 @@ class GitForge:
     def alert(self, alert: Alert) -> str | None:
         # No issue tracker behind a plain remote: say it in the run's output, every run it holds.
         return f"drift alert (no issue tracker on a plain git remote): {alert.title}" if alert.raised else None
+
+    def verdict(self, change: Change) -> str | None:
+        # No checks on a plain remote: the evidence is in the change's commit message and body.
+        if change.verdict is None:
+            return None
+        return f"analysis {'passed' if change.verdict.passed else 'failed'} for {change.key.branch}"

@@ -46,6 +46,7 @@ from bot.repo import EnvRepo
 
 API = "https://api.github.com"
 CHECK_NAME = "releasebot/validate"
+ROLLOUT_CHECK = "releasebot/rollout"
 MAX_ANNOTATIONS = 50  # GitHub takes at most 50 annotations per check run request
 REFRESH_BEFORE = timedelta(minutes=5)
 _NOTE_MARKER = "<!-- releasebot:note={} -->"
@@ -318,6 +319,37 @@ class GitHubForge:
         return f"updated drift alert issue #{issue.number} ({issue.html_url})"
 
     # -- GitHub-only calls for the webhook receiver -------------------------------------------
+
+    def verdict(self, change: Change) -> str | None:
+        """Report the analysis a walk step rests on as the ``releasebot/rollout`` check on the
+        main commit it judged: once per commit and window (a check already there is left be)."""
+        verdict, sha = change.verdict, change.verdict_sha
+        if verdict is None or sha is None:
+            return None
+        title = prbody.title(
+            f"{change.key.environment}/{change.key.model}: " + ("passed" if verdict.passed else "failed")
+        )
+        window = f"{verdict.start:%Y-%m-%dT%H:%M:%SZ}/{verdict.end:%Y-%m-%dT%H:%M:%SZ}"
+        external_id = f"{change.key.environment}/{change.key.model}/{window}"[:200]
+        commit = self._call(f"read commit {sha[:12]}", lambda: self._repo.get_commit(sha))
+        runs = self._call(
+            f"list {ROLLOUT_CHECK} on {sha[:12]}", lambda: list(commit.get_check_runs(check_name=ROLLOUT_CHECK))
+        )
+        if any(r.external_id == external_id for r in runs):
+            return None
+        summary = "\n".join([prbody.clean(change.title), "", *prbody.verdict_table(verdict)])
+        self._call(
+            f"report {ROLLOUT_CHECK} on {sha[:12]}",
+            lambda: self._repo.create_check_run(
+                name=ROLLOUT_CHECK,
+                head_sha=sha,
+                status="completed",
+                conclusion="success" if verdict.passed else "failure",
+                external_id=external_id,
+                output={"title": title, "summary": prbody.truncate(summary, 65_000)},
+            ),
+        )
+        return f"reported {ROLLOUT_CHECK} ({'success' if verdict.passed else 'failure'}) on {sha[:12]}"
 
     def permission(self, user: str) -> str:
         """``admin``, ``write``, ``read`` or ``none``: the user's permission on the repository."""

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from bot import capacity, yamlio
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, RESERVED_DIRS, Catalog, Environment, Model
-from bot.manifests import argocd, cronjobs, inferenceservice, karpenter, namespaces, selfdeploy
+from bot.manifests import argocd, cronjobs, inferenceservice, karpenter, namespaces, rollout, selfdeploy
 from bot.manifests.ownership import Owned, Sel, apply_owned
 from bot.resources import schemas_dir
 
@@ -111,7 +111,7 @@ def canaries_in(cat: Catalog, env: Environment, read: Reader) -> set[str]:
     for model in cat.models_in(env):
         path = inferenceservice.path_of(env.name, model.name)
         text = read(path)
-        if text is not None and inferenceservice.canary_percent(yamlio.load(text, path)) is not None:
+        if text is not None and rollout.canary_in(yamlio.load(text, path)) is not None:
             found.add(model.name)
     return found
 

@@ -23,6 +23,7 @@ from bot.plan.facts import served
 from bot.plan.lifecycle import Outcome, _moot
 from bot.plan.pins import _plan_pin_branch, hold, pin_edit, rollback, unblock
 from bot.plan.release import _plan_release, models_to_plan, registry_wants, release_edit
+from bot.plan.rollout import analysis_wants, under_way
 from bot.plan.types import (
     CAPACITY_KEY_MODEL,
     KINDS,
@@ -35,6 +36,7 @@ from bot.plan.types import (
     FileEdit,
     Key,
     Kind,
+    Look,
     ModelState,
     Note,
     Plan,
@@ -42,6 +44,7 @@ from bot.plan.types import (
     RepoState,
     Served,
     Version,
+    Walk,
     fingerprint,
 )
 
@@ -57,6 +60,7 @@ __all__ = [
     "FileEdit",
     "Key",
     "Kind",
+    "Look",
     "ModelState",
     "Note",
     "Plan",
@@ -64,6 +68,8 @@ __all__ = [
     "RepoState",
     "Served",
     "Version",
+    "Walk",
+    "analysis_wants",
     "attach_capacity",
     "canary_edit",
     "fingerprint",
@@ -77,13 +83,23 @@ __all__ = [
     "rollback",
     "served",
     "unblock",
+    "under_way",
 ]
 
 
 def plan(
-    cat: Catalog, registry: RegistrySnapshot, repo: RepoState, env: str | None = None, model: str | None = None
+    cat: Catalog,
+    registry: RegistrySnapshot,
+    repo: RepoState,
+    env: str | None = None,
+    model: str | None = None,
+    look: Look | None = None,
 ) -> Plan:
+    """The plan for every key of the catalog, or only those of ``env`` and ``model``. ``look``
+    is what walks under way see beyond Git (the cluster, verdicts, the clock); without it they
+    wait, and every other policy plans as before."""
     changes: list[Change] = []
+    walks: list[Walk] = []
     closes: list[Close] = []
     notes: list[Note] = []
     alerts: list[Alert] = []
@@ -98,7 +114,7 @@ def plan(
         if env is not None and e.name != env:
             continue
         for m in models_to_plan(cat, e, model):
-            c, x, n = _plan_release(cat, e, m, registry, repo)
+            c, x, n = _plan_release(cat, e, m, registry, repo, look, walks)
             add(([attach_capacity(cat, change, repo, canaries) for change in c], x, n))
             add(_plan_retrain(cat, e, m, registry, repo))
             add(_plan_pin_branch(e, m, repo))
@@ -111,7 +127,13 @@ def plan(
             key = key_of_branch(name)
             if key is not None and (env is None or key.environment == env) and not _in_catalog(cat, key):
                 add(_moot(key, branch, f"{key.model} in {key.environment} is no longer in the catalog"))
-    return Plan(tuple(sorted(changes, key=lambda c: c.key)), tuple(closes), tuple(notes), tuple(alerts))
+    return Plan(
+        tuple(sorted(changes, key=lambda c: c.key)),
+        tuple(closes),
+        tuple(notes),
+        tuple(alerts),
+        tuple(sorted(walks, key=lambda w: w.key)),
+    )
 
 
 def key_of_branch(name: str) -> Key | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from bot import yamlplain
 from bot.manifests import inferenceservice as isvc
+from bot.manifests import rollout
 from bot.plan.types import Served
 
 _MEMO_LIMIT = 50_000  # manifests; a 5,000-model fleet in three environments fits with room
@@ -53,10 +54,13 @@ def _parse(text: str, path: str) -> Served:
     blocked = {v.strip() for v in str(annotations.get(isvc.BLOCKED_ANNOTATION, "")).split(",") if v.strip()}
     version = annotations.get(isvc.VERSION_ANNOTATION)
     pinned = annotations.get(isvc.PINNED_ANNOTATION)
+    step, stable = rollout.walk_of(doc)
     return Served(
         version=str(version) if version is not None else None,
         storage_uri=isvc.storage_uri_in(doc),
         pinned=str(pinned) if pinned else None,
         blocked=frozenset(blocked),
-        canary=isvc.canary_percent(doc),
+        canary=rollout.canary_in(doc),
+        step=step,
+        stable=stable,
     )

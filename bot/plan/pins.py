@@ -10,6 +10,7 @@ from __future__ import annotations
 from bot import prbody, yamlio
 from bot.catalog import Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
+from bot.manifests import rollout
 from bot.manifests.ownership import apply_owned
 from bot.plan.facts import served
 from bot.plan.lifecycle import Outcome, _moot
@@ -29,7 +30,8 @@ def pin_edit(
         annotations[isvc.BLOCKED_ANNOTATION] = ",".join(sorted(blocked, key=lambda v: (len(v), v)))
     changed = apply_owned(doc, yamlio.quote_ambiguous({"metadata": {"annotations": annotations}}), isvc.PIN_ANNOTATIONS)
     if version is not None:
-        changed += _apply_release(doc, version)
+        # Serving a version by hand ends any canary walk under way: no split, no walk state.
+        changed += _apply_release(doc, version) + rollout.set_walk(doc, False, None, None, None)
     if not changed:
         return None
     return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))

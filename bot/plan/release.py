@@ -15,7 +15,19 @@ from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import Owned, apply_owned, differs, has
 from bot.plan.facts import plain, served
 from bot.plan.lifecycle import _held, _moot, _noted
-from bot.plan.types import Change, Close, FileEdit, Key, Note, RegistrySnapshot, RepoState, Version, fingerprint
+from bot.plan.types import (
+    Change,
+    Close,
+    FileEdit,
+    Key,
+    Look,
+    Note,
+    RegistrySnapshot,
+    RepoState,
+    Version,
+    Walk,
+    fingerprint,
+)
 from bot.prbody import release_body
 
 
@@ -82,7 +94,13 @@ def _commit_message(model: Model, env: Environment, v: Version, previous: str | 
 
 
 def _plan_release(
-    cat: Catalog, env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState
+    cat: Catalog,
+    env: Environment,
+    model: Model,
+    registry: RegistrySnapshot,
+    repo: RepoState,
+    look: Look | None = None,
+    walks: list[Walk] | None = None,
 ) -> tuple[list[Change], list[Close], list[Note]]:
     key = Key(env.name, model.name, "release")
     path = isvc.path_of(env.name, model.name)
@@ -130,6 +148,16 @@ def _plan_release(
                 error=True,
             )
         )
+    if env.canary is not None and not now.pinned:
+        # With canary steps, a new version walks; the rollout policy builds on this module's
+        # edits, so it is imported here rather than at the top.
+        from bot.plan.rollout import plan_walk
+
+        walked = plan_walk(cat, env, model, registry, repo, now, version, reason, look)
+        if walked is not None:
+            if walks is not None:
+                walks.append(walked[1])
+            return walked[0]
     edits = tuple(
         e
         for e in (release_edit(path, text, version), drift_follow_edit(repo, env.name, model.name, version.version))
@@ -189,5 +217,5 @@ def registry_wants(
             text = repo.main_files.get(path)
             if text is not None:
                 now = served(text, path)
-                extra |= {v for v in (now.version, now.pinned) if v}
+                extra |= {v for v in (now.version, now.pinned, now.stable) if v}
     return wanted

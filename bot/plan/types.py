@@ -125,6 +125,10 @@ class RepoState:
 
     main_files: Mapping[str, str]
     branches: Mapping[str, BotBranch] = field(default_factory=dict)
+    # For the manifests of walks under way: the first-parent commit on main that last changed
+    # each one, and when it landed there (merged or committed). A step is live once Argo CD
+    # deployed that commit.
+    landed: Mapping[str, tuple[str, datetime]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ class Served:
     pinned: str | None
     blocked: frozenset[str]
     canary: int | None = None
+    step: int | None = None  # the canary walk's step on main, if one is under way
+    stable: str | None = None  # the version serving beside the walk's canary
 
 
 # --- what a plan hands out -------------------------------------------------------------------
@@ -162,6 +168,10 @@ class Change:
     fingerprint: str
     supersedes: str | None = None  # the version an open branch proposed before
     labels: tuple[str, ...] = ()
+    # A walk step's evidence: the analysis of the step before, and the main commit it judged,
+    # reported as the ``releasebot/rollout`` check on that commit.
+    verdict: Verdict | None = None
+    verdict_sha: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,11 +211,34 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class Walk:
+    """Where one release walk stands, for people (``plan``, ``/releasebot status``) and for the
+    worker (``next_look``: when this key should be planned again, whatever else happens)."""
+
+    key: Key
+    version: str
+    stable: str | None
+    step: int | None  # index into the environment's canary steps; None once promoted or ended
+    percent: int | None
+    phase: str  # proposed, syncing, soaking, analysing, stepping, promoting, rolling back, unobserved
+    message: str
+    since: datetime | None = None
+    next_look: datetime | None = None
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     changes: tuple[Change, ...]
     closes: tuple[Close, ...]
     notes: tuple[Note, ...]
     alerts: tuple[Alert, ...] = ()
+    walks: tuple[Walk, ...] = ()
+
+    @property
+    def next_look(self) -> datetime | None:
+        """The earliest time a walk asked to be looked at again."""
+        return min((w.next_look for w in self.walks if w.next_look is not None), default=None)
 
     @property
     def errors(self) -> tuple[Note, ...]:
@@ -315,6 +348,16 @@ class Measurement:
     threshold: str
     passed: bool
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a walk sees beyond Git: the cluster (None where it is not observed), the analysis
+    verdicts asked for, and the clock."""
+
+    now: datetime
+    cluster: ClusterSnapshot | None = None
+    verdicts: Mapping[AnalysisRequest, Verdict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
