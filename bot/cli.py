@@ -19,13 +19,13 @@ from pathlib import Path
 from bot import __version__, capacity, pipelines
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
-from bot.commands import plan_rows, text_table
+from bot.commands import plan_rows, text_table, walk_text
 from bot.errors import ConfigError, InvalidInput, ReleasebotError, UpstreamError
 from bot.forge import forges
 from bot.generate import init_environments
 from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, plan_render, write_changes
 from bot.plan import Change, Note
-from bot.reconcile import make_plan, observe, pin_change, reconcile, write_back
+from bot.reconcile import Watch, make_plan, observe, pin_change, reconcile, watch_from, write_back
 from bot.registry import Registry, registry_cache
 from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
@@ -119,6 +119,15 @@ def _registry_for(args: argparse.Namespace):
     return make
 
 
+def _watch(args: argparse.Namespace) -> Watch:
+    config = dict(os.environ)
+    if getattr(args, "kubeconfig", None):
+        config["RELEASEBOT_KUBECONFIG"] = args.kubeconfig
+    if getattr(args, "context", None):
+        config["RELEASEBOT_KUBE_CONTEXT"] = args.context
+    return watch_from(config)
+
+
 def _forge_for(repo: EnvRepo):
     return forges(repo, os.environ)
 
@@ -145,7 +154,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     if args.capacity:
         return cmd_capacity(args)
-    _, p = make_plan(_repo(args), _registry_for(args), args.env, args.model)
+    _, p = make_plan(_repo(args), _registry_for(args), args.env, args.model, _watch(args))
     rows = plan_rows(p)
     if args.output == "json":
         print(json.dumps({"changes": rows, "ok": not p.errors}, indent=2))
@@ -158,9 +167,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     repo = _repo(args)
-    result = reconcile(repo, _registry_for(args), _forge_for(repo), args.env, args.model)
+    result = reconcile(repo, _registry_for(args), _forge_for(repo), args.env, args.model, _watch(args))
     for line in result.done:
         print(line)
+    for w in result.plan.walks:
+        print(f"walk {w.key.environment}/{w.key.model} v{w.version}: {walk_text(w)}")
     for line in result.skipped:
         print(line, file=sys.stderr)
     for note in result.plan.notes:
@@ -197,6 +208,12 @@ def _loop_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", help="path or URL of the environments repo (default: $RELEASEBOT_REPO or .)")
     p.add_argument("--workdir", help="where releasebot keeps its clone (default: a cache folder)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the catalog's)")
+    p.add_argument(
+        "--kubeconfig",
+        help="kubeconfig for reading Argo CD and KServe status during canary walks "
+        "(default: $RELEASEBOT_KUBECONFIG or $KUBECONFIG; in a pod, its service account)",
+    )
+    p.add_argument("--context", help="kubeconfig context (default: $RELEASEBOT_KUBE_CONTEXT or the current one)")
 
 
 def _write_one(repo: EnvRepo, change: Change | Note) -> int:

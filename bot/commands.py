@@ -12,12 +12,13 @@ carries commands out. Nothing here talks to GitHub.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot import prbody
 from bot.catalog import Catalog
 from bot.manifests import inferenceservice as isvc
-from bot.plan import Key, Plan, RepoState, served
+from bot.plan import Key, Plan, RepoState, Walk, served
 from bot.registry import RegistrySnapshot
 
 COMMANDS = ("status", "plan", "rollback", "hold", "resume", "retry")
@@ -124,11 +125,30 @@ def plan_rows(p: Plan) -> list[dict[str, str]]:
         + [_row(n.key, "error" if n.error else "note", "-", "-", n.key.branch, n.message) for n in p.notes]
         # Resolved alerts only make sure an issue is closed; listing them every run would be noise.
         + [_row(a.key, "alert", "-", "-", "-", a.title) for a in p.alerts if a.raised]
+        + [_row(w.key, "walk", w.stable or "-", w.version, w.key.branch, walk_text(w)) for w in p.walks]
     )
 
 
-def status_rows(cat: Catalog, state: RepoState, snapshot: RegistrySnapshot, subject: Subject | None) -> list[dict]:
-    """What each (environment, model) serves, what its alias says, what is held, proposed, drifting."""
+def walk_text(w: Walk) -> str:
+    """One line for a walk: phase, step and percentage, since, next look, last verdict."""
+    parts = [w.phase]
+    if w.step is not None:
+        parts.append(f"step {w.step + 1}" + (f" at {w.percent}%" if w.percent is not None else ""))
+    if w.since is not None:
+        parts.append(f"since {w.since:%Y-%m-%d %H:%M:%SZ}")
+    if w.next_look is not None:
+        parts.append(f"next look {w.next_look:%H:%M:%SZ}")
+    if w.verdict is not None:
+        parts.append("analysis " + ("error" if w.verdict.error else "passed" if w.verdict.passed else "failed"))
+    return " · ".join(parts) + (f": {w.message}" if w.message else "")
+
+
+def status_rows(
+    cat: Catalog, state: RepoState, snapshot: RegistrySnapshot, subject: Subject | None, walks: Iterable[Walk] = ()
+) -> list[dict]:
+    """What each (environment, model) serves, what its alias says, what is held, proposed,
+    drifting, and where its release walk stands."""
+    walk_of = {(w.key.environment, w.key.model): w for w in walks}
     rows = []
     for env in cat.environments:
         for model in cat.models_in(env):
@@ -153,6 +173,7 @@ def status_rows(cat: Catalog, state: RepoState, snapshot: RegistrySnapshot, subj
                     "blocked": ",".join(sorted(now.blocked)) if now and now.blocked else "-",
                     "proposed": proposed or "-",
                     "drift": (version.drift_tag(env.name, "status") or "-") if version else "-",
+                    "walk": walk_text(walk_of[(env.name, model.name)]) if (env.name, model.name) in walk_of else "-",
                 }
             )
     return rows

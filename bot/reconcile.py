@@ -11,7 +11,7 @@ It holds no state between passes; every pass decides from scratch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -208,6 +208,44 @@ def _verdict(cat: Catalog, watch: Watch, request: AnalysisRequest) -> Verdict:
 
 def application_name(env: str) -> str:
     return f"releasebot-{env}"
+
+
+class _LazyCluster:
+    """The cluster, connected on the first read: most passes have no walk under way, and the
+    Kubernetes client costs an import and a config read."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        self._kubeconfig, self._context = kubeconfig, context
+        self._cluster: ClusterReader | None = None
+
+    def _get(self) -> ClusterReader:
+        if self._cluster is None:
+            from bot.cluster import Cluster
+
+            self._cluster = Cluster.connect(self._kubeconfig, self._context)
+        return self._cluster
+
+    def application(self, name: str, namespace: str) -> AppStatus | None:
+        return self._get().application(name, namespace)
+
+    def inference_service(self, namespace: str, name: str) -> IsvcStatus | None:
+        return self._get().inference_service(namespace, name)
+
+
+def watch_from(config: Mapping[str, str]) -> Watch:
+    """The cluster and Prometheus as the environment configures them: in a pod, its service
+    account; elsewhere ``RELEASEBOT_KUBECONFIG`` (or ``KUBECONFIG``) and
+    ``RELEASEBOT_KUBE_CONTEXT``. Without either, walks wait and say so."""
+
+    def analyse(url: str, canary: Canary, request: AnalysisRequest) -> Verdict:
+        from bot.analysis import analyse as ask
+
+        return ask(url, canary, request)
+
+    kubeconfig = config.get("RELEASEBOT_KUBECONFIG") or config.get("KUBECONFIG")
+    in_pod = bool(config.get("KUBERNETES_SERVICE_HOST"))
+    cluster = _LazyCluster(kubeconfig, config.get("RELEASEBOT_KUBE_CONTEXT")) if (kubeconfig or in_pod) else None
+    return Watch(cluster, analyse)
 
 
 def make_plan(

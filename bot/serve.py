@@ -35,6 +35,12 @@ KEYS = (
     "RELEASEBOT_GITHUB_INSTALLATION_ID",
     "RELEASEBOT_GITHUB_API_URL",
     "RELEASEBOT_RESYNC_SECONDS",
+    # Where release walks read the cluster: in a pod, its service account (KUBERNETES_SERVICE_HOST
+    # is set by Kubernetes); elsewhere a kubeconfig and, optionally, a context.
+    "RELEASEBOT_KUBECONFIG",
+    "RELEASEBOT_KUBE_CONTEXT",
+    "KUBECONFIG",
+    "KUBERNETES_SERVICE_HOST",
 )
 THREADS = 4  # independent keys at once; repository writes are still one at a time
 

@@ -33,8 +33,8 @@ from bot.forge import forges
 from bot.forge.github import CHECK_NAME, GitHubForge, forge_from_env
 from bot.intake import CheckRequest, CommandRequest
 from bot.metrics import Metrics
-from bot.plan import Note, registry_wants
-from bot.reconcile import make_plan, observe, pin_change, reconcile, write_back
+from bot.plan import Note, plan, registry_wants
+from bot.reconcile import look, make_plan, observe, pin_change, reconcile, watch_from, write_back
 from bot.registry import Registry, RegistrySnapshot, registry_cache
 from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
@@ -62,6 +62,8 @@ class Service:
         self._registry_lock = threading.Lock()
         self.done: deque[str] = deque(maxlen=1000)  # what the work did lately, newest last (also logged)
         self._catalog = observe(self.repo, self.registry_for)[0]
+        self.watch = watch_from(config)
+        self._looks: dict[str, float] = {}  # model -> when its walk asked to be looked at again
 
     def registry_for(self, cat: Catalog) -> Registry:
         # One registry for as long as the settings hold: what it learned of immutable facts
@@ -89,11 +91,20 @@ class Service:
     # -- the three kinds of work ------------------------------------------------------------
 
     def reconcile(self, model: str | None) -> list[str]:  # the Worker protocol ignores the lines
-        result = reconcile(self.repo, self.registry_for, self.forge_for, model=model)
+        result = reconcile(self.repo, self.registry_for, self.forge_for, model=model, watch=self.watch)
         self._catalog = result.catalog
+        if model is not None:
+            when = result.plan.next_look
+            if when is None:
+                self._looks.pop(model, None)
+            else:
+                self._looks[model] = when.timestamp()
         for line in result.done + result.skipped:
             self._said(line)
         return result.done + result.skipped
+
+    def look_again(self, model: str) -> float | None:
+        return self._looks.get(model)
 
     def validate(self, check: CheckRequest) -> None:
         github = self._github()
@@ -163,13 +174,15 @@ class Service:
                 lines.append(f"validated {head[1][:12]} again ({CHECK_NAME})")
             return lines or ["reconciled; nothing to do"]
         if command.name == "status":
-            cat, state, registry = observe(self.repo, self.registry_for)
-            snapshot: RegistrySnapshot = registry.snapshot(registry_wants(cat, state))
-            rows = commands.status_rows(cat, state, snapshot, subject)
-            columns = ["environment", "model", "serving", "alias", "held", "blocked", "proposed", "drift"]
+            cat, state, registry = observe(self.repo, self.registry_for, env, model)
+            snapshot: RegistrySnapshot = registry.snapshot(registry_wants(cat, state, env, model))
+            state, seen = look(self.repo, cat, state, self.watch, env, model)
+            walks = plan(cat, snapshot, state, env, model, seen).walks
+            rows = commands.status_rows(cat, state, snapshot, subject, walks)
+            columns = ["environment", "model", "serving", "alias", "held", "blocked", "proposed", "drift", "walk"]
             return commands.table(rows, columns) or ["no models in the catalog"]
         if command.name == "plan":
-            _, p = make_plan(self.repo, self.registry_for, env, model)
+            _, p = make_plan(self.repo, self.registry_for, env, model, self.watch)
             rows = commands.plan_rows(p)
             columns = ["environment", "model", "action", "from", "to", "detail"]
             return commands.table(rows, columns) or ["nothing to do: every environment serves what its alias says"]

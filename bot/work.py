@@ -36,6 +36,11 @@ class Reconcile:
 class Worker(Protocol):
     def reconcile(self, model: str) -> object: ...
 
+    def look_again(self, model: str) -> float | None:
+        """When (``time.time()``) the model's last reconcile asked to be run again: a walk
+        waiting for a sync or a soak. None: only events and the resync bring it back."""
+        ...
+
     def validate(self, check: CheckRequest) -> None: ...
 
     def command(self, request: CommandRequest) -> None: ...
@@ -67,14 +72,17 @@ def describe(item: Hashable) -> str:
     return repr(item)
 
 
-def run(worker: Worker, metrics: Metrics, item: Hashable) -> None:
+def run(worker: Worker, metrics: Metrics, item: Hashable) -> float | None:
+    """Do one item; for a reconcile, say when it wants to run again (None: not by itself)."""
     if isinstance(item, Reconcile):
         with metrics.reconcile_seconds.time():
             worker.reconcile(item.name)
-    elif isinstance(item, CheckRequest):
+        return worker.look_again(item.name)
+    if isinstance(item, CheckRequest):
         worker.validate(item)
     elif isinstance(item, CommandRequest):
         worker.command(item)
+    return None
 
 
 def failed(metrics: Metrics, item: Hashable, exc: BaseException) -> None:

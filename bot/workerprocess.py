@@ -244,6 +244,8 @@ class WorkerProcess:
             kind = message[0]
             if kind == "done":
                 self.queue.done(message[1])
+                if message[2] is not None:
+                    self.queue.put_at(message[1], message[2])
             elif kind == "catalog":
                 with self._lock:
                     self._catalog = message[1]
@@ -308,8 +310,9 @@ def _child_main(
             return
 
     def work(item: Hashable) -> None:
+        when = None
         try:
-            run(worker, metrics, item)
+            when = run(worker, metrics, item)
         except BaseException as exc:  # one bad item must not stop the worker
             failed(metrics, item, exc)
         finally:
@@ -321,7 +324,7 @@ def _child_main(
                 if now is not sent[0] and now != sent[0]:  # a deep comparison only when it may differ
                     sent[0] = now
                     outbox.put(("catalog", now))
-                outbox.put(("done", item))
+                outbox.put(("done", item, when))
 
     threading.Thread(target=answer_scrapes, name="releasebot-scrape", daemon=True).start()
     parent = multiprocessing.parent_process()

@@ -11,11 +11,18 @@ many threads when given a handler; without one, something else takes keys (:meth
 reports them finished (:meth:`done`) or hands them back (:meth:`requeue`): the worker process
 does that. ``stop`` drains what is queued before returning. This module knows nothing about
 what a key means.
+
+A key can also be put at a time (:meth:`put_at`): "look at this again at T", which is how a
+release walk waits for a soak to end without anything sleeping. One timer thread holds the
+earliest time per key; pending times are dropped at ``stop`` (a restarted ``serve`` finds them
+again in Git and the cluster on its first pass).
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
@@ -23,7 +30,7 @@ from collections.abc import Callable, Hashable
 class CoalescingQueue:
     def __init__(
         self,
-        handler: Callable[[Hashable], None] | None,
+        handler: Callable[[Hashable], float | None] | None,
         on_error: Callable[[Hashable, BaseException], None] | None = None,
         slots: int = 1,
     ) -> None:
@@ -43,6 +50,10 @@ class CoalescingQueue:
         ]
         self.coalesced = 0
         self.runs = 0
+        self._due: dict[Hashable, float] = {}  # key -> when (time.time()) it is put again
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._timer: threading.Thread | None = None
+        self._seq = 0
 
     def start(self) -> None:
         for thread in self._threads:
@@ -57,6 +68,39 @@ class CoalescingQueue:
             else:
                 self._pending[key] = None
             self._cond.notify_all()
+
+    def put_at(self, key: Hashable, when: float) -> None:
+        """Put ``key`` at ``when`` (a ``time.time()`` value); the earliest time asked wins."""
+        with self._cond:
+            if self._stopping or (key in self._due and self._due[key] <= when):
+                return
+            self._due[key] = when
+            self._seq += 1
+            heapq.heappush(self._heap, (when, self._seq, key))
+            if self._timer is None:
+                self._timer = threading.Thread(target=self._wake, name="releasebot-timer", daemon=True)
+                self._timer.start()
+            self._cond.notify_all()
+
+    def scheduled(self) -> dict[Hashable, float]:
+        with self._cond:
+            return dict(self._due)
+
+    def _wake(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                now = time.time()
+                while self._heap and self._heap[0][0] <= now:
+                    when, _, key = heapq.heappop(self._heap)
+                    if self._due.get(key) == when:
+                        del self._due[key]
+                        self._cond.release()
+                        try:
+                            self.put(key)
+                        finally:
+                            self._cond.acquire()
+                wait = (self._heap[0][0] - now) if self._heap else None
+                self._cond.wait(wait)
 
     def depth(self) -> int:
         """Keys waiting to run (a running key counts once more when it was queued again)."""
@@ -101,7 +145,9 @@ class CoalescingQueue:
         assert self._handler is not None
         while (key := self.take()) is not None:
             try:
-                self._handler(key)
+                when = self._handler(key)
+                if isinstance(when, float):
+                    self.put_at(key, when)
             except BaseException as exc:  # one bad key must not stop the worker
                 if self._on_error is not None:
                     self._on_error(key, exc)
@@ -117,6 +163,10 @@ class CoalescingQueue:
         """Finish what is queued, then stop the threads (and make :meth:`take` return None)."""
         with self._cond:
             self._stopping = True
+            self._due.clear()
+            self._heap.clear()
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout)
+        if self._timer is not None:
+            self._timer.join(timeout)

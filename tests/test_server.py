@@ -35,6 +35,9 @@ class RecordingWorker:
         self.gate.wait(10)
         self.calls.append(model)
 
+    def look_again(self, model: str) -> float | None:
+        return None
+
     def validate(self, check: CheckRequest) -> None:
         self.calls.append(("validate", check.head_sha, check.head_branch, check.pull_number))
 

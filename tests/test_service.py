@@ -109,8 +109,8 @@ def test_hold_resume_status_and_a_bad_command_are_answered(world: World) -> None
         svc.command(command("/releasebot resume", number=5, on_pr=False, body=""))
     assert f"pushed Hold fraud in staging at v{v2}: alias moves wait" in replies[0]
     status = replies[1].splitlines()
-    assert status[2] == "@dana: | environment | model | serving | alias | held | blocked | proposed | drift |"
-    assert status[4] == f"| staging | fraud | {v2} | champion → {v2} | {v2} | - | - | - |"
+    assert status[2] == "@dana: | environment | model | serving | alias | held | blocked | proposed | drift | walk |"
+    assert status[4] == f"| staging | fraud | {v2} | champion → {v2} | {v2} | - | - | - | - |"
     assert "`dance` is not a command; use `/releasebot status | plan | rollback [VERSION]" in replies[2]
     assert "`resume` works on releasebot's pull requests and drift alert issues; this is neither." in replies[3]
 

@@ -80,3 +80,46 @@ def test_stop_drains_and_a_requeued_key_goes_first() -> None:
     assert q.take() == "b"
     q.done("b")
     assert q.take() is None and q.runs == 2
+
+
+def test_a_key_put_at_a_time_runs_then_and_the_earliest_time_wins() -> None:
+    ran = threading.Event()
+    seen: list[str] = []
+
+    def handle(key):
+        seen.append(key)
+        ran.set()
+
+    q = CoalescingQueue(handle)
+    q.start()
+    try:
+        q.put_at("later", time.time() + 3600)
+        q.put_at("soon", time.time() + 3600)
+        q.put_at("soon", time.time() + 0.05)  # asked again, earlier: the earlier time wins
+        q.put_at("soon", time.time() + 7200)  # a later time does not push it back
+        assert ran.wait(10), "the scheduled key never ran"
+        assert seen == ["soon"]
+        assert list(q.scheduled()) == ["later"]
+    finally:
+        q.stop()
+    assert q.scheduled() == {}  # a restart finds pending walks again in Git and the cluster
+
+
+def test_a_handler_that_asks_to_look_again_is_put_at_that_time() -> None:
+    runs: list[float] = []
+    twice = threading.Event()
+
+    def handle(key):
+        runs.append(time.time())
+        if len(runs) == 2:
+            twice.set()
+            return None
+        return time.time() + 0.05
+
+    q = CoalescingQueue(handle)
+    q.start()
+    try:
+        q.put("walk")
+        assert twice.wait(10), "the key was not run again at the time it asked for"
+    finally:
+        q.stop()

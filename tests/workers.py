@@ -33,6 +33,9 @@ class CrashingWorker:
             os._exit(17)
         self._said(model)
 
+    def look_again(self, model: str) -> float | None:
+        return None
+
     def validate(self, check: CheckRequest) -> None:
         self._said(f"validate {check.head_sha}")
 

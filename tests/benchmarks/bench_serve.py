@@ -46,6 +46,9 @@ class SlowWorker:
         time.sleep(0.2)
         self.reconciles += 1
 
+    def look_again(self, model: str) -> float | None:
+        return None
+
     def validate(self, check) -> None:
         pass
 
@@ -115,6 +118,9 @@ class YamlWorker:
         end = time.thread_time() + self.seconds
         while time.thread_time() < end:
             yamlio.load(MANIFEST, "inferenceservice.yaml")
+
+    def look_again(self, model: str) -> float | None:
+        return None
 
     def validate(self, check) -> None:
         pass
