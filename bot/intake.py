@@ -88,6 +88,7 @@ class Routed:
     checks: tuple[CheckRequest, ...] = ()
     commands: tuple[CommandRequest, ...] = ()
     note: str = ""
+    walks: bool = False  # bring forward every walk waiting for its next look (main's checks moved)
 
 
 def _model_of_branch(branch: str) -> str | None:
@@ -148,6 +149,19 @@ def route_github(event: str, payload: dict[str, Any], cat: Catalog, delivery: st
         branch = (run.get("check_suite") or {}).get("head_branch") or ""
         check = CheckRequest(run.get("head_sha", ""), branch, pulls[0].get("number") if pulls else None)
         return Routed(checks=(check,) if check.head_sha else (), note="check_run rerequested")
+    if (event == "check_suite" and action == "completed") or event == "status":
+        # A commit's checks finished: on a bot branch, its model may move (a step proposed and
+        # green); on main, a deployment may have reported back, so waiting walks look now.
+        if event == "status":
+            sha = payload.get("sha") or ""
+            branches = [b.get("name", "") for b in payload.get("branches") or [] if isinstance(b, dict)]
+        else:
+            suite = payload.get("check_suite") or {}
+            sha, branches = suite.get("head_sha") or "", [suite.get("head_branch") or ""]
+        models = frozenset(m for m in (_model_of_branch(b) for b in branches) if m)
+        on_main = cat.branch in branches
+        note = f"{event} on {sha[:12]}" + (": walks look again" if on_main else "")
+        return Routed(models, walks=on_main, note=note if (models or on_main) else f"{event}: nothing to do")
     if event == "installation" and action == "created":
         # A fresh installation may have missed everything so far: look at every model.
         return Routed(frozenset(m.name for m in cat.models), note="installation created")

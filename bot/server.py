@@ -40,7 +40,17 @@ from bot.work import Reconcile, Work
 # Metric labels come only from this set: a header is attacker-controlled until the signature checks
 # out, and every distinct label value would be a new time series held in memory.
 GITHUB_EVENTS = frozenset(
-    {"pull_request", "pull_request_review", "push", "check_run", "issue_comment", "installation", "ping"}
+    {
+        "pull_request",
+        "pull_request_review",
+        "push",
+        "check_run",
+        "check_suite",
+        "status",
+        "issue_comment",
+        "installation",
+        "ping",
+    }
 )
 MAX_BODY = 1024 * 1024  # GitHub caps payloads at 25 MB; ours are small, and a cap bounds memory per request
 DEDUPE_WINDOW = 10_000
@@ -129,6 +139,9 @@ class Receiver:
         routed = route(payload, cat) if isinstance(payload, dict) else intake.Routed(note="not an object")
         for model in sorted(routed.models):
             self.queue.put(Reconcile(model))
+        if routed.walks:
+            for key in self.queue.scheduled():
+                self.queue.put(key)
         for item in (*routed.checks, *routed.commands):
             self.queue.put(item)
         queued = [*sorted(routed.models), *(f"validate {c.head_sha[:12]}" for c in routed.checks)]

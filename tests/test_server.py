@@ -298,3 +298,31 @@ def test_unknown_event_names_do_not_become_metric_labels(h: Harness) -> None:
     text = h.client.get("/metrics").text
     assert "made-up" not in text
     assert 'releasebot_events_total{outcome="unauthorized",source="github",type="other"} 5.0' in text
+
+
+UPSTREAM_HOOKS = Path(__file__).resolve().parents[2] / "shared" / "upstream" / "github-webhooks" / "payload-examples"
+
+
+def upstream(name: str) -> dict:
+    return json.loads((UPSTREAM_HOOKS / name).read_text())
+
+
+def test_a_completed_check_suite_on_a_bot_branch_reconciles_its_model(h: Harness) -> None:
+    payload = upstream("check_suite/completed.payload.json")
+    assert h.github("check_suite", payload).json()["queued"] == []  # a person's branch
+    payload["check_suite"]["head_branch"] = "releasebot/production/credit-risk/release"
+    assert h.github("check_suite", payload, delivery="d-2").json()["queued"] == ["credit-risk"]
+    assert h.settle() == ["credit-risk"]
+
+
+def test_a_status_on_main_brings_waiting_walks_forward(h: Harness) -> None:
+    from bot.work import Reconcile
+
+    # A walk waiting for its soak asked to be looked at in an hour; the other key waits for nothing.
+    h.receiver.queue.put_at(Reconcile("fraud-detector"), time.time() + 3600)
+    payload = upstream("status/payload.json")
+    assert h.github("status", payload).json()["note"] == "status: nothing to do"  # not on main
+    payload["branches"][0]["name"] = "main"
+    response = h.github("status", payload, delivery="d-2")
+    assert response.status_code == 202 and response.json()["note"].endswith("walks look again")
+    assert h.settle() == ["fraud-detector"]
