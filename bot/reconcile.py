@@ -222,7 +222,7 @@ class _LazyCluster:
         if self._cluster is None:
             from bot.cluster import Cluster
 
-            self._cluster = Cluster.connect(self._kubeconfig, self._context)
+            self._cluster = Cluster(self._kubeconfig, self._context)
         return self._cluster
 
     def application(self, name: str, namespace: str) -> AppStatus | None:
