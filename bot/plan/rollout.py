@@ -31,6 +31,7 @@ from bot.catalog import Canary, Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
 from bot.manifests import rollout
 from bot.manifests.ownership import apply_owned
+from bot.plan.facts import plain
 from bot.plan.lifecycle import Outcome, _held
 from bot.plan.release import _apply_release, drift_follow_edit
 from bot.plan.types import (
@@ -133,7 +134,7 @@ def _position(
         # Keep an eye on health during the soak: a canary that breaks is rolled back early.
         position.look_at = min(soak_end, clock + POLL)
         return position
-    canary_rev, stable_rev = _revisions(cat, svc, now, model)
+    canary_rev, stable_rev = _revisions(cat, svc, now, model, path, repo.main_files.get(path))
     position.phase, position.message = "analysing", f"soaked {_span(env.canary.interval)} at {percent}%"
     position.request = AnalysisRequest(
         key=key,
@@ -166,12 +167,18 @@ def _split_ready(cat: Catalog, svc: object, now: Served, percent: int) -> bool:
     return any(t.latest and t.percent == percent for t in svc.traffic)  # type: ignore[attr-defined]
 
 
-def _revisions(cat: Catalog, svc: object, now: Served, model: Model) -> tuple[str, str | None]:
-    """The names that tell canary and stable apart in metrics: Knative revisions, or the
-    Standard canary's predictor name beside the stable predictor's."""
+def _revisions(
+    cat: Catalog, svc: object, now: Served, model: Model, path: str, text: str | None
+) -> tuple[str, str | None]:
+    """The names that tell canary and stable apart in metrics: Knative revisions, or in
+    Standard mode the two Deployments, ``<isvc>-predictor`` suffixed with the predictor's name
+    when it has one (KServe 0.20 names a canary's Deployment from its ``predictor.name``)."""
     if cat.standard_mode:
-        stable = rollout.canary_name(now.stable) if now.stable else None
-        return rollout.canary_name(now.version or ""), stable
+        doc = plain(text, path) if text is not None else {}
+        stable_name = ((doc.get("spec") or {}).get("predictor") or {}).get("name")
+        base = f"{model.name}-predictor"
+        stable = f"{base}-{stable_name}" if stable_name else base
+        return f"{base}-{rollout.canary_name(now.version or '')}", stable
     latest = next((t.revision for t in svc.traffic if t.latest and t.revision), None)  # type: ignore[attr-defined]
     prev = next((t.revision for t in svc.traffic if not t.latest and t.revision), None)  # type: ignore[attr-defined]
     canary = latest or svc.latest_ready_revision or f"{model.name}-predictor"  # type: ignore[attr-defined]
