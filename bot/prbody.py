@@ -3,7 +3,8 @@
 Model, version, run and artifact; the run's metrics against the version serving in that
 environment today, with deltas; dataset lineage (MLflow dataset inputs, and a DVC revision when
 the run carries one as a tag); the files changed; how to roll back. A hidden marker carries the
-change's fingerprint, so an unchanged plan causes no write.
+change's fingerprint, so an unchanged plan causes no write. A canary step's analysis verdict
+becomes a table (check, query, values, threshold, result) for the step's PR and check run.
 
 Everything that came from MLflow is untrusted text: token-like strings are redacted,
 ``@mentions`` neutralised (a run tag must not page a team), table cells escaped, and title and
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.catalog import Catalog, Environment, Model
-    from bot.plan.types import FileEdit, Version
+    from bot.plan.types import FileEdit, Verdict, Version
 
 TITLE_LIMIT = 256
 BODY_LIMIT = 65_536
@@ -144,3 +146,37 @@ def release_body(
     ]
     marker = MARKER.format(fp=fp)
     return truncate("\n".join(lines), BODY_LIMIT - len(marker) - 1, "") + "\n" + marker
+
+
+def _value(x: float | None) -> str:
+    return "no data" if x is None else f"{x:.4g}"
+
+
+def _code(text: str) -> str:
+    # A backtick in a catalog query would end the code span early; PromQL needs none.
+    return "`" + cell(text).replace("`", "'") + "`"
+
+
+def analysis_table(verdict: Verdict) -> str:
+    """A canary step's verdict as Markdown, for the step's PR body and its check run summary:
+    one row per check with the PromQL that ran, both values, the threshold and the outcome."""
+    start, end = (t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in (verdict.start, verdict.end))
+    span = f"{start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC"
+    if verdict.error:
+        return f"**Analysis could not run** ({span}): {cell(verdict.error)}"
+    outcome = "passed" if verdict.passed else "failed"
+    rows = [
+        f"**Canary analysis {outcome}** over {span}.",
+        "",
+        "| check | query | canary | stable | threshold | result |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for m in verdict.measurements:
+        result = ("✅ pass" if m.passed else "❌ fail") + (f": {cell(m.note)}" if m.note else "")
+        rows.append(
+            f"| {cell(m.name)} | {_code(m.query)} | {_value(m.canary)} | {_value(m.stable)} "
+            f"| {cell(m.threshold)} | {result} |"
+        )
+    if not verdict.measurements:
+        rows.append("| — | — | — | — | — | no checks |")
+    return "\n".join(rows)
