@@ -270,7 +270,7 @@ def judge(
     if check.role == "kserve" and too_few_requests:
         return nothing(too_few_requests)
     if _missing(canary):
-        return nothing("the canary query returned no sample")
+        return nothing("the canary query returned no sample (or NaN)")
     assert canary is not None
     failed = []
     if check.min is not None and canary < check.min:
