@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 
-.PHONY: install demo test lint format bench environments clean
+.PHONY: install prometheus demo test lint format bench environments clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Canary analysis is tested against a real Prometheus (and its promtool): Debian's package, installed
+# only when the binary is missing. Installing needs root (or sudo); elsewhere install it yourself.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 # The release loop end to end (MLflow on SQLite, a local git environments repo), then the
 # example catalog generated and validated.
 demo: $(STAMP)
@@ -24,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/releasebot init $(DEMO_DIR)/example --catalog environments/releasebot.yaml
 	$(BIN)/releasebot validate $(DEMO_DIR)/example
 
-test: $(STAMP)
+test: $(STAMP) prometheus
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -36,7 +44,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # Benchmarks are not part of the test run; they print their figures.
-bench: $(STAMP)
+bench: $(STAMP) prometheus
 	$(BIN)/pytest tests/benchmarks -o python_files='bench_*.py' -o python_functions='bench_*' -s -q
 
 # Regenerate the example environments repo from its catalog (a test fails when it is stale).

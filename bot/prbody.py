@@ -3,7 +3,8 @@
 Model, version, run and artifact; the run's metrics against the version serving in that
 environment today, with deltas; dataset lineage (MLflow dataset inputs, and a DVC revision when
 the run carries one as a tag); the files changed; how to roll back. A hidden marker carries the
-change's fingerprint, so an unchanged plan causes no write.
+change's fingerprint, so an unchanged plan causes no write. A canary step's analysis verdict
+becomes a table (check, query, values, threshold, result) for the step's PR and check run.
 
 Everything that came from MLflow is untrusted text: token-like strings are redacted,
 ``@mentions`` neutralised (a run tag must not page a team), table cells escaped, and title and
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -146,6 +148,40 @@ def release_body(
     return truncate("\n".join(lines), BODY_LIMIT - len(marker) - 1, "") + "\n" + marker
 
 
+def _value(x: float | None) -> str:
+    return "no data" if x is None else f"{x:.4g}"
+
+
+def _code(text: str) -> str:
+    # A backtick in a catalog query would end the code span early; PromQL needs none.
+    return "`" + cell(text).replace("`", "'") + "`"
+
+
+def analysis_table(verdict: Verdict) -> str:
+    """A canary step's verdict as Markdown, for the step's PR body and its check run summary:
+    one row per check with the PromQL that ran, both values, the threshold and the outcome."""
+    start, end = (t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in (verdict.start, verdict.end))
+    span = f"{start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC"
+    if verdict.error:
+        return f"**Analysis could not run** ({span}): {cell(verdict.error)}"
+    outcome = "passed" if verdict.passed else "failed"
+    rows = [
+        f"**Canary analysis {outcome}** over {span}.",
+        "",
+        "| check | query | canary | stable | threshold | result |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for m in verdict.measurements:
+        result = ("✅ pass" if m.passed else "❌ fail") + (f": {cell(m.note)}" if m.note else "")
+        rows.append(
+            f"| {cell(m.name)} | {_code(m.query)} | {_value(m.canary)} | {_value(m.stable)} "
+            f"| {cell(m.threshold)} | {result} |"
+        )
+    if not verdict.measurements:
+        rows.append("| — | — | — | — | — | no checks |")
+    return "\n".join(rows)
+
+
 # --- a release walk -------------------------------------------------------------------------------
 
 
@@ -164,28 +200,8 @@ def walk_plan(canary: Canary, mode: str) -> str:
     )
 
 
-def verdict_table(verdict: Verdict) -> list[str]:
-    """The analysis of one step as Markdown rows: what was asked, what came back, what it had to meet."""
-    fmt = lambda x: "no data" if x is None else f"{x:.4g}"  # noqa: E731
-    rows = [
-        f"Window {verdict.start:%Y-%m-%d %H:%M:%SZ} to {verdict.end:%H:%M:%SZ}: "
-        + ("**passed**" if verdict.passed else "**failed**"),
-        "",
-        "| check | canary | stable | threshold | result | query |",
-        "|---|---:|---:|---|---|---|",
-    ]
-    for m in verdict.measurements:
-        result = "pass" if m.passed else "**fail**"
-        note = f" ({cell(m.note)})" if m.note else ""
-        rows.append(
-            f"| {cell(m.name)} | {fmt(m.canary)} | {fmt(m.stable)} | {cell(m.threshold)} | {result}{note} | "
-            f"`{cell(m.query)}` |"
-        )
-    return rows
-
-
 def walk_step_body(head: str, verdict: Verdict | None) -> str:
     lines = [head]
     if verdict is not None:
-        lines += ["", "### Analysis of the step before", *verdict_table(verdict)]
+        lines += ["", "### Analysis of the step before", analysis_table(verdict)]
     return "\n".join(lines)

@@ -79,3 +79,13 @@ def mlflow_url(tmp_path_factory: pytest.TempPathFactory):
 
     with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real Prometheus for the whole test run, scraping a scripted exporter every second
+    (tests/prometheus.py). Tests script revisions in namespaces of their own."""
+    from tests.prometheus import prometheus
+
+    with prometheus(tmp_path_factory.mktemp("prometheus")) as server:
+        yield server

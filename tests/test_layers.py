@@ -16,7 +16,16 @@ import pytest
 
 BOT = Path(__file__).resolve().parent.parent / "bot"
 CORE = ("bot.plan", "bot.capacity", "bot.manifests", "bot.prbody", "bot.catalog")
-ADAPTERS = {"bot.registry", "bot.repo", "bot.forge", "bot.cluster", "bot.reconcile", "bot.service", "bot.server"}
+ADAPTERS = {
+    "bot.registry",
+    "bot.repo",
+    "bot.forge",
+    "bot.cluster",
+    "bot.analysis",
+    "bot.reconcile",
+    "bot.service",
+    "bot.server",
+}
 LIBRARIES = {"mlflow", "git", "github", "kubernetes", "requests", "urllib3", "httpx", "subprocess", "socket"}
 
 

@@ -261,7 +261,7 @@ def test_a_bad_canary_at_10_percent_is_rolled_back_and_its_version_blocked(stand
     assert back.title == "Roll back fraud-detector in production to v2: canary v3 failed at 10%"
     assert back.key == KEY and "Releasebot-Step: rollback" in back.commit_message
     assert back.verdict is not None and not back.verdict.passed and back.verdict_sha == w.sha
-    assert "**fail**" in back.body and "releasebot unblock fraud-detector --env production" in back.body
+    assert "❌ fail" in back.body and "releasebot unblock fraud-detector --env production" in back.body
     w.merge(back.edits[0].new)
     now = served(w.text, PATH)
     assert (now.version, now.step, now.canary, now.blocked) == ("2", None, None, frozenset({"3"}))

@@ -337,7 +337,7 @@ class GitHubForge:
         )
         if any(r.external_id == external_id for r in runs):
             return None
-        summary = "\n".join([prbody.clean(change.title), "", *prbody.verdict_table(verdict)])
+        summary = "\n".join([prbody.clean(change.title), "", prbody.analysis_table(verdict)])
         self._call(
             f"report {ROLLOUT_CHECK} on {sha[:12]}",
             lambda: self._repo.create_check_run(
