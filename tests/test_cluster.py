@@ -30,6 +30,7 @@ from tests.kubeapi import (
     argocd_health,
     kube_api,
     load,
+    rbac_rules,
     revision_name,
     serverless,
     standard,
@@ -163,6 +164,22 @@ def test_forbidden_names_the_missing_permission(kube: FakeKube, cluster: Cluster
     assert info.value.__cause__ is not None and not info.value.retryable
     with pytest.raises(PermanentUpstreamError, match="verb 'list' on resource 'inferenceservices'"):
         cluster.inference_services("prod")
+
+
+def test_the_generated_rbac_grants_exactly_the_adapters_reads(kube: FakeKube, cluster: Cluster) -> None:
+    names = ("clusterrole.yaml", "clusterrolebinding.yaml", "argocd-role.yaml", "argocd-rolebinding.yaml")
+    docs = [yaml.safe_load((EXAMPLE_DIR / "releasebot" / n).read_text()) for n in names]
+    kube.rules = rbac_rules(docs, "releasebot", "releasebot")
+    kube.put(serverless("fraud", "models-prod", state="promoted", revision=1))
+    kube.put(application("releasebot-production", destination="models-prod", revision=SHA_NEW))
+    assert cluster.application("releasebot-production", "argocd") is not None
+    assert cluster.inference_service("models-prod", "fraud") is not None
+    assert set(cluster.inference_services("models-prod")) == {"fraud"}
+    with pytest.raises(PermanentUpstreamError, match="'applications'"):
+        cluster.application("releasebot-production", "default")  # Applications only in Argo CD's namespace
+    kube.rules = rbac_rules(docs, "releasebot", "someone-else")
+    with pytest.raises(PermanentUpstreamError, match="forbids"):
+        cluster.inference_service("models-prod", "fraud")
 
 
 def test_rejected_credentials_are_permanent(kube: FakeKube, cluster: Cluster) -> None:
