@@ -23,7 +23,10 @@ def test_the_bot_deployment_is_hardened_and_reads_its_secret() -> None:
     assert d["metadata"]["namespace"] == "releasebot" and c["image"] == "ghcr.io/releasebot/releasebot:0.1.0"
     assert c["args"][0] == "serve" and c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False and c["securityContext"]["capabilities"]
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    # The token is mounted for the walk's reads; the ServiceAccount gives none to any other pod.
+    assert pod["automountServiceAccountToken"] is True and pod["serviceAccountName"] == "releasebot"
+    assert doc("releasebot/serviceaccount.yaml")["automountServiceAccountToken"] is False
     assert {p: c[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {
         "startupProbe": "/readyz",
         "readinessProbe": "/readyz",
@@ -39,14 +42,22 @@ def test_the_bot_deployment_is_hardened_and_reads_its_secret() -> None:
 
 def test_the_bot_has_its_own_least_privilege_argo_cd_project() -> None:
     project, app = doc("argocd/releasebot-appproject.yaml"), doc("argocd/releasebot-application.yaml")
-    assert project["spec"]["destinations"] == [{"server": "https://kubernetes.default.svc", "namespace": "releasebot"}]
-    assert project["spec"]["clusterResourceWhitelist"] == []
+    assert project["spec"]["destinations"] == [
+        {"server": "https://kubernetes.default.svc", "namespace": "releasebot"},
+        {"server": "https://kubernetes.default.svc", "namespace": "argocd"},  # the Role to read Applications
+    ]
+    assert project["spec"]["clusterResourceWhitelist"] == [
+        {"group": "rbac.authorization.k8s.io", "kind": kind, "name": "releasebot-read-inferenceservices"}
+        for kind in ("ClusterRole", "ClusterRoleBinding")
+    ]
     kinds = {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
     assert kinds == {
         ("", "ServiceAccount"),
         ("", "Service"),
         ("apps", "Deployment"),
         ("monitoring.coreos.com", "ServiceMonitor"),
+        ("rbac.authorization.k8s.io", "Role"),
+        ("rbac.authorization.k8s.io", "RoleBinding"),
     }
     assert app["spec"]["project"] == project["metadata"]["name"] == "releasebot-bot"
     assert app["spec"]["source"]["path"] == "releasebot" and app["spec"]["syncPolicy"]["automated"]["prune"] is True
@@ -88,3 +99,27 @@ def test_without_a_service_monitor_render_reports_the_old_one_as_an_orphan(tmp_p
     assert run_cli("render", repo, "--prune").code == 0
     assert not (repo / "releasebot/servicemonitor.yaml").exists()
     assert run_cli("validate", repo).code == 0
+
+
+RBAC = ("clusterrole.yaml", "clusterrolebinding.yaml", "argocd-role.yaml", "argocd-rolebinding.yaml")
+
+
+def test_the_bot_may_read_exactly_what_its_walk_needs_and_nothing_else() -> None:
+    cluster_role, role = doc("releasebot/clusterrole.yaml"), doc("releasebot/argocd-role.yaml")
+    read = ["get", "list", "watch"]
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": read}
+    ]
+    assert role["metadata"]["namespace"] == "argocd"
+    assert role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["applications"], "verbs": read}]
+    for binding in ("releasebot/clusterrolebinding.yaml", "releasebot/argocd-rolebinding.yaml"):
+        assert doc(binding)["subjects"] == [{"kind": "ServiceAccount", "name": "releasebot", "namespace": "releasebot"}]
+    for name in RBAC:
+        assert check_manifest(f"releasebot/{name}", doc(f"releasebot/{name}")) == [], name
+
+
+def test_rbac_manifests_are_checked_as_kubernetes_checks_them() -> None:
+    role = doc("releasebot/argocd-role.yaml")
+    role["rules"][0]["verb"] = role["rules"][0].pop("verbs")  # misspelt: the API server would refuse it
+    problems = check_manifest("releasebot/argocd-role.yaml", role)
+    assert problems and {p.rule for p in problems} == {"k8s"}

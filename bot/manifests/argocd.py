@@ -35,6 +35,13 @@ APPLICATIONSET_CATALOG_OWNED = [
 ]
 
 
+def application_name(cat: Catalog, env: str) -> str:
+    """The Argo CD Application the ApplicationSet generates for environment ``env``, in
+    ``cat.argocd_namespace``. The render passes the generator's ``{{.env}}`` through this, so the
+    name the bot looks up and the name Argo CD creates cannot drift apart."""
+    return f"{cat.argocd_project}-{env}"
+
+
 def common_values(cat: Catalog) -> dict[str, Any]:
     """What every Argo CD blueprint may name: the project, Argo CD's namespace, this repository."""
     return {
@@ -50,6 +57,7 @@ def _values(cat: Catalog) -> dict[str, Any]:
         **common_values(cat),
         "argocd.destinations": [{"server": e.server, "namespace": e.namespace} for e in cat.environments],
         "argocd.clusterResources": [*_KARPENTER, *namespaces.whitelist(cat)],
+        "argocd.applicationName": application_name(cat, "{{.env}}"),
         "argocd.elements": [{"env": e.name, "namespace": e.namespace, "server": e.server} for e in cat.environments],
     }
 

@@ -1,6 +1,10 @@
-"""releasebot's own deployment: ``releasebot/`` (ServiceAccount, Deployment, Service, and a
-ServiceMonitor unless ``bot.serviceMonitor: false``) and the Argo CD project and Application that
-sync it, so the bot is deployed by Argo CD like the models it releases.
+"""releasebot's own deployment: ``releasebot/`` (ServiceAccount, its read-only RBAC, Deployment,
+Service, and a ServiceMonitor unless ``bot.serviceMonitor: false``) and the Argo CD project and
+Application that sync it, so the bot is deployed by Argo CD like the models it releases.
+
+The RBAC is exactly what :mod:`bot.cluster` reads: get/list/watch on InferenceServices
+cluster-wide (a ClusterRole; environments span namespaces) and on Argo CD Applications in Argo
+CD's namespace (a Role there). Nothing grants a write.
 
 The catalog owns where and what runs (namespace, image, replicas, repository, tracking URI, the
 Secret's name); probes, resources and security settings are the blueprint's starting point and
@@ -17,6 +21,7 @@ from bot.manifests import argocd
 from bot.manifests.ownership import Owned, Sel
 
 FOLDER = "releasebot"
+RBAC_FILES = ("clusterrole.yaml", "clusterrolebinding.yaml", "argocd-role.yaml", "argocd-rolebinding.yaml")
 _CONTAINER = ("spec", "template", "spec", "containers", Sel("name", "releasebot"))
 _PLACED = [Owned(("metadata", "name")), Owned(("metadata", "namespace"))]
 DEPLOYMENT_OWNED = [
@@ -28,7 +33,14 @@ DEPLOYMENT_OWNED = [
     Owned((*_CONTAINER, "envFrom")),
     Owned(("spec", "template", "spec", "volumes", Sel("name", "github-app"), "secret", "secretName")),
 ]
-PROJECT_OWNED = [*_PLACED, Owned(("spec", "sourceRepos")), Owned(("spec", "destinations"))]
+_RBAC_OWNED = [*_PLACED, Owned(("roleRef", "name")), Owned(("subjects",))]
+# The bot's project names the bot's own ClusterRole by name, which follows the catalog's namespace.
+PROJECT_OWNED = [
+    *_PLACED,
+    Owned(("spec", "sourceRepos")),
+    Owned(("spec", "destinations")),
+    Owned(("spec", "clusterResourceWhitelist")),
+]
 APPLICATION_OWNED = [
     *_PLACED,
     Owned(("spec", "project")),
@@ -61,6 +73,7 @@ def files(cat: Catalog, bp: BlueprintSet) -> list[tuple[str, Any, list[Owned]]]:
             APPLICATION_OWNED,
         ),
         (f"{FOLDER}/serviceaccount.yaml", bp.render("releasebot/serviceaccount.yaml", values), _PLACED),
+        *((f"{FOLDER}/{name}", bp.render(f"releasebot/{name}", values), _RBAC_OWNED) for name in RBAC_FILES),
         (f"{FOLDER}/deployment.yaml", bp.render("releasebot/deployment.yaml", values), DEPLOYMENT_OWNED),
         (f"{FOLDER}/service.yaml", bp.render("releasebot/service.yaml", values), _PLACED),
     ]
