@@ -20,6 +20,7 @@ from typing import Protocol
 from bot.catalog import CATALOG_FILE, Canary, Catalog, Environment, Model, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError, UpstreamError
 from bot.forge import Forge
+from bot.manifests import argocd
 from bot.manifests import inferenceservice as isvc
 from bot.plan import (
     Change,
@@ -167,7 +168,7 @@ def look(
     for e, m, _ in walks:
         try:
             if e.name not in apps and e.name not in problems:
-                apps[e.name] = watch.cluster.application(application_name(e.name), cat.argocd_namespace)
+                apps[e.name] = watch.cluster.application(argocd.application_name(cat, e.name), cat.argocd_namespace)
             services[(e.name, m.name)] = watch.cluster.inference_service(e.namespace, m.name)
         except UpstreamError as exc:
             problems[e.name] = f"the cluster could not be read: {exc}"
@@ -204,10 +205,6 @@ def _verdict(cat: Catalog, watch: Watch, request: AnalysisRequest) -> Verdict:
         _verdicts.clear()
     _verdicts[request] = verdict
     return verdict
-
-
-def application_name(env: str) -> str:
-    return f"releasebot-{env}"
 
 
 class _LazyCluster:
