@@ -56,7 +56,7 @@ def raw_mlflow(h: Harness, body: bytes, timestamp: bytes, signature: bytes):
     [
         "sha256=é".encode("latin-1"),  # not ASCII: compare_digest refused to compare it (a 500 before)
         b"sha256=\xff\xfe" + b"0" * 62,
-        "sha256=\uff41\uff42".encode(),  # fullwidth letters:  # UTF-8 bytes read as latin-1 text
+        "sha256=\uff41\uff42".encode(),  # fullwidth letters: UTF-8 bytes read as latin-1 text
         b"sha256=",
         b"md5=abc",
         b"garbage",
