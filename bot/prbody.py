@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from bot.redact import redact as redact_urls
+
 if TYPE_CHECKING:
     from bot.catalog import Catalog, Environment, Model
     from bot.plan.types import FileEdit, Version
@@ -34,7 +36,7 @@ _SECRETS = re.compile(
 
 
 def redact(text: str) -> str:
-    return _SECRETS.sub("[redacted]", text)
+    return _SECRETS.sub("[redacted]", redact_urls(text))
 
 
 def neutralise_mentions(text: str) -> str:

@@ -119,7 +119,8 @@ class Receiver:
 
     def _refuse(self, source: str, kind: str, outcome: str, status: int, reason: str) -> Response:
         self.metrics.events.labels(source, kind, outcome).inc()
-        log.warning("%s %s refused (%s, %d): %s", source, kind, outcome, status, reason)
+        fields = {"source": source, "event": kind, "outcome": outcome, "status": status}
+        log.warning("%s %s refused (%s, %d): %s", source, kind, outcome, status, reason, extra=fields)
         return PlainTextResponse(reason, status)
 
     def _accept(self, source: str, kind: str, delivery: str, payload: object, route: Callable) -> Response:
@@ -147,7 +148,8 @@ class Receiver:
         queued += [f"command on #{c.number}" for c in routed.commands]
         outcome = "queued" if queued else "ignored"
         self.metrics.events.labels(source, kind, outcome).inc()
-        log.info("%s %s %s: %s", source, kind, delivery, routed.note)
+        fields = {"source": source, "event": kind, "delivery": delivery, "outcome": outcome, "queued": queued}
+        log.info("%s %s %s: %s", source, kind, delivery, routed.note, extra=fields)
         return JSONResponse({"queued": queued, "note": routed.note}, 202)
 
     async def github(self, request: Request) -> Response:

@@ -16,6 +16,7 @@ of work changes (that is the worker).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,13 +69,21 @@ def describe(item: Hashable) -> str:
 
 
 def run(worker: Worker, metrics: Metrics, item: Hashable) -> None:
-    if isinstance(item, Reconcile):
-        with metrics.reconcile_seconds.time():
-            worker.reconcile(item.name)
-    elif isinstance(item, CheckRequest):
-        worker.validate(item)
-    elif isinstance(item, CommandRequest):
-        worker.command(item)
+    start, outcome = time.monotonic(), "failed"
+    try:
+        if isinstance(item, Reconcile):
+            with metrics.reconcile_seconds.time():
+                worker.reconcile(item.name)
+        elif isinstance(item, CheckRequest):
+            worker.validate(item)
+        elif isinstance(item, CommandRequest):
+            worker.command(item)
+        outcome = "done"
+    finally:
+        # One line per piece of work, whatever became of it; a failure's cause follows from failed().
+        duration_ms = round((time.monotonic() - start) * 1000, 1)
+        fields = {"key": describe(item), "outcome": outcome, "duration_ms": duration_ms}
+        log.info("%s %s in %.1f ms", describe(item), outcome, duration_ms, extra=fields)
 
 
 def failed(metrics: Metrics, item: Hashable, exc: BaseException) -> None:
