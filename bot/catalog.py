@@ -618,7 +618,9 @@ def _rules() -> str:
     a catalog accepted by an older releasebot is checked again by a newer one."""
     from bot.resources import schemas_dir
 
-    code = Path(__file__).read_bytes() + (schemas_dir() / "catalog.schema.json").read_bytes()
+    here = Path(__file__).parent
+    rules = [Path(__file__), here / "catalogsafety.py", here / "imageref.py", here / "quantity.py"]
+    code = b"".join(p.read_bytes() for p in rules) + (schemas_dir() / "catalog.schema.json").read_bytes()
     return hashlib.sha256(code).hexdigest()
 
 

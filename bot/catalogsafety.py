@@ -2,9 +2,10 @@
 
 * A credential in any URL (``https://user:pass@host``): it would be committed in clear, into every
   drift CronJob for a tracking URI. The message points at the Secret-based setting instead.
-* A ``file://`` URL, or a link-local or cloud-metadata address (169.254.0.0/16, fe80::/10,
-  ``metadata.google.internal``, Alibaba's 100.100.100.200, AWS's fd00:ec2::254), where a pod in the
-  cluster would fetch: a storage URI, the pipelines endpoint, the tracking URI, a drift window.
+* A ``file://`` URL where a pod in the cluster would fetch (a storage URI, the pipelines endpoint,
+  the tracking URI; a drift window may be a mounted file), or a link-local or cloud-metadata
+  address there or in a drift window or API server (169.254.0.0/16, fe80::/10,
+  ``metadata.google.internal``, Alibaba's 100.100.100.200, AWS's fd00:ec2::254).
   Such an address hands out the node's cloud credentials to whoever can name it.
 * An image that is not an OCI reference (``x; rm -rf / #``), see :mod:`bot.imageref`.
 * A resource quantity Kubernetes cannot hold: more than 2^63-1 in magnitude (for CPU, in
@@ -97,7 +98,8 @@ def _url_problems(path: Path, value: str) -> Iterator[tuple[Path, str, str]]:
     if _credential(value):
         yield path, f"holds a credential in the URL; {_hint(path)}", "credential"
     if _fetched_by_cluster(path):
-        if value[:7].lower() == "file://":
+        # A drift window may be a file on a volume mounted into the job; the others never are.
+        if value[:7].lower() == "file://" and path[-1] != "uri":
             yield path, "file:// would read the pod's own filesystem; give a URL the cluster can fetch from", "fetch"
         elif _metadata_host(value):
             yield (
