@@ -3,7 +3,8 @@
 This is the edge where raw YAML stops. :func:`load_catalog` checks the file against
 ``schemas/catalog.schema.json`` and then the rules a schema cannot express (unique names,
 references between environments and models, cron syntax, replicas, scale-to-zero against the
-KServe deployment mode), reporting every problem with file, line and JSON path. Code past this
+KServe deployment mode, and the dangerous values of :mod:`bot.catalogsafety`), reporting every
+problem with file, line and JSON path. Code past this
 point works with :class:`Catalog` and never re-validates dicts.
 
 It does not read blueprints or manifests; its only I/O is reading the one file (and checking that a
@@ -23,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, NewType
 
-from bot import __version__, yamlio, yamlplain
+from bot import __version__, catalogsafety, yamlio, yamlplain
 from bot.cron import cron_error
 from bot.errors import InvalidInput, Problem
 from bot.schemacheck import catalog_validator, check
@@ -674,6 +675,8 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
             )
         elif not folder.is_dir():
             add(("blueprints",), f"blueprint folder {raw['blueprints']!r} does not exist", "reference")
+    for path, message, rule in catalogsafety.problems(raw):
+        add(path, message, rule)
     return problems
 
 
@@ -709,7 +712,9 @@ def _rules() -> str:
     a catalog accepted by an older releasebot is checked again by a newer one."""
     from bot.resources import schemas_dir
 
-    code = Path(__file__).read_bytes() + (schemas_dir() / "catalog.schema.json").read_bytes()
+    here = Path(__file__).parent
+    rules = [Path(__file__), here / "catalogsafety.py", here / "imageref.py", here / "quantity.py"]
+    code = b"".join(p.read_bytes() for p in rules) + (schemas_dir() / "catalog.schema.json").read_bytes()
     return hashlib.sha256(code).hexdigest()
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot import __version__, capacity, pipelines
+from bot import __version__, capacity, logs, pipelines
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.commands import plan_rows, text_table, walk_text
@@ -26,13 +27,15 @@ from bot.generate import init_environments
 from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, plan_render, write_changes
 from bot.plan import Change, Note
 from bot.reconcile import Watch, make_plan, observe, pin_change, reconcile, watch_from, write_back
+from bot.redact import redact
 from bot.registry import Registry, registry_cache
 from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
 
 
 def _fail(message: str) -> int:
-    print(f"releasebot: {message}", file=sys.stderr)
+    # Git's and MLflow's messages quote the URL they were given, credentials and all.
+    print(redact(f"releasebot: {message}"), file=sys.stderr)
     return 1
 
 
@@ -169,14 +172,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     repo = _repo(args)
     result = reconcile(repo, _registry_for(args), _forge_for(repo), args.env, args.model, _watch(args))
     for line in result.done:
-        print(line)
+        print(redact(line))
     for w in result.plan.walks:
-        print(f"walk {w.key.environment}/{w.key.model} v{w.version}: {walk_text(w)}")
+        print(redact(f"walk {w.key.environment}/{w.key.model} v{w.version}: {walk_text(w)}"))
     for line in result.skipped:
-        print(line, file=sys.stderr)
+        print(redact(line), file=sys.stderr)
     for note in result.plan.notes:
         print(
-            f"{'error' if note.error else 'note'}: {note.key.environment}/{note.key.model}: {note.message}",
+            redact(f"{'error' if note.error else 'note'}: {note.key.environment}/{note.key.model}: {note.message}"),
             file=sys.stderr,
         )
     if not result.done:
@@ -219,7 +222,7 @@ def _loop_options(p: argparse.ArgumentParser) -> None:
 def _write_one(repo: EnvRepo, change: Change | Note) -> int:
     if isinstance(change, Note):
         return _fail(change.message + ("" if not change.error else "; nothing was written"))
-    print(write_back(repo, change, _forge_for(repo)))
+    print(redact(write_back(repo, change, _forge_for(repo))))
     return 0
 
 
@@ -291,7 +294,7 @@ def cmd_retrain_submit(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     except UpstreamError as exc:
-        print(f"releasebot: {exc}", file=sys.stderr)
+        print(redact(f"releasebot: {exc}"), file=sys.stderr)
         return EXIT_TRANSIENT if exc.retryable else 1
     print(
         f"Submitted {request.display_name}: KFP run {answer.get('run_id') or '(no run_id in the answer)'} "
@@ -326,10 +329,9 @@ def build_server(args: argparse.Namespace, in_process: bool = False):  # -> (uvi
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
-    # uvicorn configures only its own loggers; without this, what the work did is not shown.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # uvicorn configures only its own loggers; releasebot's own lines are JSON, one per event and
+    # per piece of work, for a log pipeline to count and search.
+    logs.configure(args.log_level or "info", json_lines=True)
     server, _ = build_server(args)
     server.run()
     return 0
@@ -344,6 +346,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="releasebot", description="GitOps pull requests for ML model releases.")
     parser.add_argument("--version", action="version", version=f"releasebot {__version__}")
+    parser.add_argument(
+        "--log-level", choices=logs.LEVELS, help="what is logged to stderr (default: warning; info for serve)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="create an environments repository from a catalog")
@@ -456,14 +461,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler = logs.configure(args.log_level or "warning")
     try:
         return args.func(args)
     except InvalidInput as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(redact(str(problem)), file=sys.stderr)
         return _fail(f"{len(exc.problems)} problem(s); nothing was written")
     except ReleasebotError as exc:
         return _fail(f"{exc}; nothing was written")
+    finally:
+        logging.getLogger().removeHandler(handler)
 
 
 if __name__ == "__main__":

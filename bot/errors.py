@@ -10,6 +10,7 @@
     │   ├── TransientUpstreamError   5xx, 429, timeouts: retry with backoff
     │   └── PermanentUpstreamError   4xx and refusals: retrying will not help
     ├── ConflictError            the base moved under us: re-plan and try again
+    ├── InvalidRequest           a webhook body that is JSON but not the shape its event needs (400)
     └── SecurityError            bad signature, path escape, forbidden input
 
 Adapters chain the library's own exception (``raise ... from exc``) so nothing is lost, and keep
@@ -100,6 +101,11 @@ class ConflictError(ReleasebotError):
     """Someone else changed what we were about to change; re-plan from fresh state."""
 
     retryable = True
+
+
+class InvalidRequest(ReleasebotError):
+    """A delivery that is signed and parses, but not the shape its event needs. The message names
+    the JSON path; the sender gets 400 and nothing is queued."""
 
 
 class SecurityError(ReleasebotError):

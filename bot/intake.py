@@ -18,20 +18,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from bot.catalog import CATALOG_FILE, Catalog
-from bot.errors import SecurityError
+from bot.errors import InvalidRequest, SecurityError
 
 MAX_SKEW_SECONDS = 300
 COMMAND_PREFIX = "/releasebot"
 MLFLOW_EVENTS = frozenset({"model_version_alias.created", "model_version_alias.deleted", "model_version_tag.set"})
+MAX_TIMESTAMP_DIGITS = 12
+# GitHub's payloads nest about ten levels deep (a pull request's head repository's owner is
+# five); MLflow's three. Sixty-four leaves room and keeps the parser's recursion shallow.
+MAX_DEPTH = 64
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def verify_github(secret: str, body: bytes, header: str | None) -> None:
-    if not header or not header.startswith("sha256="):
+    # Header values arrive decoded as latin-1, so anything may be in them; only ASCII can be a
+    # hex digest, and compare_digest refuses to compare non-ASCII text at all.
+    if not header or not header.isascii() or not header.startswith("sha256="):
         raise SecurityError("missing or malformed X-Hub-Signature-256")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(header.removeprefix("sha256="), expected):
@@ -48,14 +57,58 @@ def verify_mlflow(
 ) -> None:
     if not delivery_id or not timestamp or not header:
         raise SecurityError("missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SecurityError("X-MLflow-Timestamp is not a number") from None
+    # ASCII digits only, and few of them: int() also reads other scripts' digits, and a huge
+    # number cannot be subtracted from a float clock.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
+        raise SecurityError("X-MLflow-Timestamp is not a number of seconds")
+    sent = int(timestamp)
     if abs(now - sent) > MAX_SKEW_SECONDS:
         raise SecurityError(f"X-MLflow-Timestamp is {int(now - sent)} s off; more than {MAX_SKEW_SECONDS} s is refused")
-    if not hmac.compare_digest(header, sign_mlflow(secret, delivery_id, timestamp, body)):
+    if not header.isascii() or not hmac.compare_digest(header, sign_mlflow(secret, delivery_id, timestamp, body)):
         raise SecurityError("X-MLflow-Signature does not match the body")
+
+
+def parse_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """The body as JSON, refusing nesting deeper than ``max_depth`` *before* parsing: the parser
+    recurses per level, and a body of a million ``[`` would otherwise end in a RecursionError."""
+    # Most bodies cannot be that deep at all; counting brackets is done in C.
+    if body.count(b"[") + body.count(b"{") > max_depth and _depth(body, max_depth) > max_depth:
+        raise InvalidRequest(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(body)
+    except ValueError as exc:  # includes UnicodeDecodeError and integers too long to convert
+        raise InvalidRequest(f"body is not JSON: {str(exc)[:200]}") from None
+
+
+_TOKENS = re.compile(rb'["\\\[\]{}]')
+
+
+def _depth(body: bytes, stop: int) -> int:
+    """Deepest bracket nesting outside strings, scanning only quotes, backslashes and brackets
+    (linear in the body; stops as soon as ``stop`` is passed). Not a validator: the parser
+    still decides whether the body is JSON."""
+    depth = deepest = 0
+    in_string, escaped_at = False, -1
+    for match in _TOKENS.finditer(body):
+        at, char = match.start(), match.group()
+        if in_string:
+            if at == escaped_at:
+                continue  # this quote or backslash is escaped
+            if char == b"\\":
+                escaped_at = at + 1
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > stop:
+                    break
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -115,49 +168,98 @@ def _command_line(text: str) -> str | None:
     return None
 
 
+_KINDS = {dict: "an object", list: "an array", str: "a string", int: "an integer", bool: "a boolean"}
+
+
+def json_kind(value: Any) -> str:
+    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
+
+
+def _get(obj: dict[str, Any], key: str, kind: type, path: str, default: Any = None, required: bool = False) -> Any:
+    """``obj[key]`` when it is a ``kind``; ``default`` when absent or null (unless ``required``);
+    :class:`InvalidRequest` naming the JSON path otherwise. Signed is not the same as well-formed:
+    the sender's software may change, and a wrong type must be a 400, not a crash."""
+    value = obj.get(key)
+    if value is None and not required:
+        return default
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise InvalidRequest(f"{path}.{key} is {json_kind(value)}; expected {_KINDS[kind]}")
+    return value
+
+
+def _items(values: list[Any], kind: type, path: str) -> list[Any]:
+    for i, value in enumerate(values):
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise InvalidRequest(f"{path}[{i}] is {json_kind(value)}; expected {_KINDS[kind]}")
+    return values
+
+
+def _sha(value: str, path: str) -> str:
+    if value and not _SHA.fullmatch(value):
+        raise InvalidRequest(f"{path} is not a commit id")
+    return value
+
+
+def _head(payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A pull request event's pull request and its head branch, which GitHub always sends."""
+    pr = _get(payload, "pull_request", dict, "$", required=True)
+    head = _get(pr, "head", dict, "$.pull_request", required=True)
+    return pr, _get(head, "ref", str, "$.pull_request.head", required=True)
+
+
 def route_github(event: str, payload: dict[str, Any], cat: Catalog, delivery: str = "") -> Routed:
-    action = payload.get("action")
+    """What a GitHub event asks for. Raises :class:`InvalidRequest` when an event this routes is
+    not the shape GitHub documents for it; events it does not route are not looked into."""
+    raw_action = payload.get("action")
+    action = raw_action if isinstance(raw_action, str) else None
     if event == "pull_request":
-        pr = payload.get("pull_request") or {}
-        head, base = pr.get("head") or {}, (pr.get("base") or {}).get("ref")
-        branch, model = head.get("ref", ""), _model_of_branch(head.get("ref", ""))
+        pr, branch = _head(payload)
+        head = pr["head"]
+        sha = _sha(_get(head, "sha", str, "$.pull_request.head", ""), "$.pull_request.head.sha")
+        base = _get(_get(pr, "base", dict, "$.pull_request", {}), "ref", str, "$.pull_request.base", "")
+        number = _get(pr, "number", int, "$.pull_request")
+        model = _model_of_branch(branch)
         models = frozenset({model}) if model and action in ("closed", "reopened") else frozenset()
         checks: tuple[CheckRequest, ...] = ()
-        if (
-            action in ("opened", "synchronize", "reopened", "ready_for_review")
-            and base == cat.branch
-            and head.get("sha")
-        ):
-            checks = (CheckRequest(head["sha"], branch, pr.get("number")),)
+        if action in ("opened", "synchronize", "reopened", "ready_for_review") and base == cat.branch and sha:
+            checks = (CheckRequest(sha, branch, number),)
         if not models and not checks:
             return Routed(note=f"pull_request {action}: nothing to do")
         return Routed(models, checks, note=f"pull_request {action} on {branch}")
     if event == "pull_request_review":
-        branch = ((payload.get("pull_request") or {}).get("head") or {}).get("ref", "")
+        _, branch = _head(payload)
         model = _model_of_branch(branch)
         return Routed(frozenset({model}) if model else frozenset(), note=f"{event} {action} on {branch}")
     if event == "push":
-        if payload.get("ref") != f"refs/heads/{cat.branch}":
-            return Routed(note=f"push to {payload.get('ref')}: not the main branch")
-        paths = [
-            p for c in payload.get("commits") or [] for k in ("added", "modified", "removed") for p in c.get(k, [])
-        ]
+        ref = _get(payload, "ref", str, "$", "")
+        if ref != f"refs/heads/{cat.branch}":
+            return Routed(note=f"push to {ref}: not the main branch")
+        paths: list[str] = []
+        for i, commit in enumerate(_items(_get(payload, "commits", list, "$", []), dict, "$.commits")):
+            for key in ("added", "modified", "removed"):
+                where = f"$.commits[{i}].{key}"
+                paths += _items(_get(commit, key, list, f"$.commits[{i}]", []), str, where)
         return Routed(frozenset(_models_of_paths(cat, paths)), note=f"push to {cat.branch}")
     if event == "check_run" and action == "rerequested":
-        run = payload.get("check_run") or {}
-        pulls = run.get("pull_requests") or []
-        branch = (run.get("check_suite") or {}).get("head_branch") or ""
-        check = CheckRequest(run.get("head_sha", ""), branch, pulls[0].get("number") if pulls else None)
+        run = _get(payload, "check_run", dict, "$", required=True)
+        pulls = _items(_get(run, "pull_requests", list, "$.check_run", []), dict, "$.check_run.pull_requests")
+        suite = _get(run, "check_suite", dict, "$.check_run", {})
+        branch = _get(suite, "head_branch", str, "$.check_run.check_suite", "")
+        sha = _sha(_get(run, "head_sha", str, "$.check_run", ""), "$.check_run.head_sha")
+        number = _get(pulls[0], "number", int, "$.check_run.pull_requests[0]") if pulls else None
+        check = CheckRequest(sha, branch, number)
         return Routed(checks=(check,) if check.head_sha else (), note="check_run rerequested")
     if (event == "check_suite" and action == "completed") or event == "status":
         # A commit's checks finished: on a bot branch, its model may move (a step proposed and
         # green); on main, a deployment may have reported back, so waiting walks look now.
         if event == "status":
-            sha = payload.get("sha") or ""
-            branches = [b.get("name", "") for b in payload.get("branches") or [] if isinstance(b, dict)]
+            sha = _get(payload, "sha", str, "$", "")
+            listed = _items(_get(payload, "branches", list, "$", []), dict, "$.branches")
+            branches = [_get(b, "name", str, f"$.branches[{i}]", "") for i, b in enumerate(listed)]
         else:
-            suite = payload.get("check_suite") or {}
-            sha, branches = suite.get("head_sha") or "", [suite.get("head_branch") or ""]
+            suite = _get(payload, "check_suite", dict, "$", required=True)
+            sha = _get(suite, "head_sha", str, "$.check_suite", "")
+            branches = [_get(suite, "head_branch", str, "$.check_suite", "") or ""]
         models = frozenset(m for m in (_model_of_branch(b) for b in branches) if m)
         on_main = cat.branch in branches
         note = f"{event} on {sha[:12]}" + (": walks look again" if on_main else "")
@@ -166,18 +268,19 @@ def route_github(event: str, payload: dict[str, Any], cat: Catalog, delivery: st
         # A fresh installation may have missed everything so far: look at every model.
         return Routed(frozenset(m.name for m in cat.models), note="installation created")
     if event == "issue_comment" and action == "created":
-        comment, issue = payload.get("comment") or {}, payload.get("issue") or {}
-        line = _command_line(comment.get("body") or "")
-        user = comment.get("user") or {}
-        if line is None or user.get("type") == "Bot":  # bots, releasebot included, are never obeyed
+        comment = _get(payload, "comment", dict, "$", required=True)
+        issue = _get(payload, "issue", dict, "$", required=True)
+        line = _command_line(_get(comment, "body", str, "$.comment", ""))
+        user = _get(comment, "user", dict, "$.comment", {})
+        if line is None or _get(user, "type", str, "$.comment.user") == "Bot":  # bots, releasebot too, never obeyed
             return Routed(note="issue_comment: no command")
         request = CommandRequest(
             delivery,
-            int(issue.get("number", 0)),
+            _get(issue, "number", int, "$.issue", required=True),
             "pull_request" in issue,
-            str(user.get("login", "")),
+            _get(user, "login", str, "$.comment.user", ""),
             line,
-            issue.get("body") or "",
+            _get(issue, "body", str, "$.issue", ""),
         )
         return Routed(commands=(request,), note=f"command from {request.user} on #{request.number}")
     return Routed(note=f"{event} {action or ''}".strip() + ": nothing to do")
@@ -185,8 +288,8 @@ def route_github(event: str, payload: dict[str, Any], cat: Catalog, delivery: st
 
 def route_mlflow(payload: dict[str, Any], cat: Catalog) -> Routed:
     kind = f"{payload.get('entity')}.{payload.get('action')}"
-    registered = (payload.get("data") or {}).get("name")
     if kind not in MLFLOW_EVENTS:
-        return Routed(note=f"{kind}: nothing to do")
+        return Routed(note=f"{kind[:100]}: nothing to do")
+    registered = _get(_get(payload, "data", dict, "$", required=True), "name", str, "$.data", required=True)
     models = frozenset(m.name for m in cat.models if m.registered_model == registered)
     return Routed(models, note=f"{kind} on {registered}")

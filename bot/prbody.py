@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import TYPE_CHECKING
 
+from bot.redact import redact as redact_urls
+
 if TYPE_CHECKING:
     from bot.catalog import Canary, Catalog, Environment, Model
     from bot.plan.types import FileEdit, Verdict, Version
@@ -36,7 +38,7 @@ _SECRETS = re.compile(
 
 
 def redact(text: str) -> str:
-    return _SECRETS.sub("[redacted]", text)
+    return _SECRETS.sub("[redacted]", redact_urls(text))
 
 
 def neutralise_mentions(text: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
 from bot.plan.types import DRIFT_TAG, Dataset, ModelState, RegistrySnapshot, Version
+from bot.redact import redact
 
 __all__ = ["Dataset", "ModelState", "Registry", "RegistrySnapshot", "Version", "map_storage_uri", "registry_cache"]
 
@@ -89,14 +90,16 @@ class Registry:
         except MlflowException as exc:
             code = getattr(exc, "error_code", "")
             if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                raise PermanentUpstreamError(f"MLflow: {what}: {exc.message}") from exc
+                raise PermanentUpstreamError(redact(f"MLflow: {what}: {exc.message}")) from exc
             if any(s in str(exc) for s in ("Failed to establish", "Connection refused", "timed out")):
-                raise TransientUpstreamError(f"MLflow at {self.tracking_uri} is unreachable ({what})") from exc
+                raise TransientUpstreamError(redact(f"MLflow at {self.tracking_uri} is unreachable ({what})")) from exc
             if "Max retries exceeded" in str(exc) or code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", ""):
-                raise TransientUpstreamError(f"MLflow at {self.tracking_uri} failed: {what}: {exc.message}") from exc
-            raise PermanentUpstreamError(f"MLflow: {what}: {exc.message}") from exc
+                raise TransientUpstreamError(
+                    redact(f"MLflow at {self.tracking_uri} failed: {what}: {exc.message}")
+                ) from exc
+            raise PermanentUpstreamError(redact(f"MLflow: {what}: {exc.message}")) from exc
         except (RequestException, OSError) as exc:
-            raise TransientUpstreamError(f"MLflow at {self.tracking_uri} is unreachable ({what})") from exc
+            raise TransientUpstreamError(redact(f"MLflow at {self.tracking_uri} is unreachable ({what})")) from exc
 
     def aliases(self, registered_model: str) -> dict[str, str]:
         model = self._call(f"registered model {registered_model!r}", self.client.get_registered_model, registered_model)

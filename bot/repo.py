@@ -35,6 +35,7 @@ import git
 
 from bot.errors import ConflictError, PermanentUpstreamError, TransientUpstreamError
 from bot.plan import BotBranch, Change
+from bot.redact import redact
 
 BOT_NAME = "releasebot"
 BOT_EMAIL = "releasebot@users.noreply.github.com"
@@ -72,7 +73,7 @@ def init_repository(path: Path, branch: str, message: str) -> str:
             repo.git.commit("--quiet", "--no-verify", "-m", message)
         return repo.head.commit.hexsha
     except git.GitCommandError as exc:
-        raise PermanentUpstreamError(f"git failed: {exc.stderr.strip() or exc}") from exc
+        raise PermanentUpstreamError(redact(f"git failed: {exc.stderr.strip() or exc}")) from exc
 
 
 def _blob_id(text: str) -> str:
@@ -267,10 +268,10 @@ class EnvRepo:
         except git.GitCommandError as exc:
             stderr = (exc.stderr or "").strip()
             if "stale info" in stderr or "rejected" in stderr or "fetch first" in stderr:
-                raise ConflictError(f"the environments repo moved while we worked: {stderr}") from exc
+                raise ConflictError(redact(f"the environments repo moved while we worked: {stderr}")) from exc
             if "Could not read from remote" in stderr or "unable to access" in stderr:
-                raise TransientUpstreamError(f"git remote {self.remote} unreachable: {stderr}") from exc
-            raise PermanentUpstreamError(f"git {args[0]} failed: {stderr or exc}") from exc
+                raise TransientUpstreamError(redact(f"git remote {self.remote} unreachable: {stderr}")) from exc
+            raise PermanentUpstreamError(redact(f"git {args[0]} failed: {stderr or exc}")) from exc
 
     def _git_input(self, args: list[str], stdin: str, env: dict[str, str] | None = None) -> str:
         """A local git command fed on standard input (lists too long for a command line, texts)."""
@@ -298,7 +299,7 @@ class EnvRepo:
                 self._repo = git.Repo.clone_from(self.remote, self.workdir, no_checkout=True, env=self.auth_env())
         except git.GitCommandError as exc:
             raise TransientUpstreamError(
-                f"cannot reach the environments repo {self.remote}: {(exc.stderr or '').strip()}"
+                redact(f"cannot reach the environments repo {self.remote}: {(exc.stderr or '').strip()}")
             ) from exc
         self._git("fetch", "--prune", "--quiet", "origin", "+refs/heads/*:refs/remotes/origin/*")
         # The working tree shows the fetched main, so that paths the catalog names (its own
@@ -426,7 +427,7 @@ class EnvRepo:
             except PermanentUpstreamError:
                 continue
         if not self._has_commit(sha):
-            raise PermanentUpstreamError(f"commit {sha[:12]} is not in {self.remote} (force-pushed away?)")
+            raise PermanentUpstreamError(redact(f"commit {sha[:12]} is not in {self.remote} (force-pushed away?)"))
         archive = subprocess.run(
             ["git", "-C", str(self.workdir), "archive", "--format=tar", sha], capture_output=True, check=True
         ).stdout

@@ -1,7 +1,8 @@
 """``releasebot serve``: the webhook receiver, health and metrics. A thin shell.
 
-Every delivery is verified (401 otherwise), capped at :data:`MAX_BODY` (413), parsed (400 when
-malformed), deduplicated on its delivery id, routed by :mod:`bot.intake` to the models it
+Every delivery is capped at :data:`MAX_BODY` (413), verified (401 otherwise), checked for depth
+and parsed (400 when malformed, or when an event it routes is not the shape that event needs),
+deduplicated on its delivery id, routed by :mod:`bot.intake` to the models it
 concerns, and answered 202 at once; the work happens on a :class:`CoalescingQueue`, so GitHub's
 10-second limit is never at risk and a burst for one model costs one reconcile. A periodic resync
 queues every model, which catches whatever a webhook missed (MLflow delivers best effort).
@@ -16,7 +17,6 @@ deliveries get 503 and ``/readyz`` says why.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from bot import intake
 from bot.catalog import Catalog
-from bot.errors import SecurityError
+from bot.errors import InvalidRequest, SecurityError
 from bot.work import Reconcile, Work
 
 # Metric labels come only from this set: a header is attacker-controlled until the signature checks
@@ -116,8 +116,8 @@ class Receiver:
     # -- endpoints ----------------------------------------------------------------------------
 
     async def _body(self, request: Request) -> bytes | Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY:
+        length = request.headers.get("content-length", "")
+        if length.isascii() and length.isdigit() and int(length) > MAX_BODY:
             return PlainTextResponse("payload too large", 413)
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -127,16 +127,29 @@ class Receiver:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _refuse(self, source: str, kind: str, outcome: str, status: int, reason: str) -> Response:
+        self.metrics.events.labels(source, kind, outcome).inc()
+        fields = {"source": source, "event": kind, "outcome": outcome, "status": status}
+        log.warning("%s %s refused (%s, %d): %s", source, kind, outcome, status, reason, extra=fields)
+        return PlainTextResponse(reason, status)
+
     def _accept(self, source: str, kind: str, delivery: str, payload: object, route: Callable) -> Response:
         try:
             cat = self.catalog()
         except Exception as exc:  # the worker is starting or restarting: a retry must not count as a duplicate
             self.metrics.events.labels(source, kind, "not-ready").inc()
             return PlainTextResponse(f"not ready: {exc}", 503)
+        if not isinstance(payload, dict):
+            reason = f"expected a JSON object, got {intake.json_kind(payload)}"
+            return self._refuse(source, kind, "malformed", 400, reason)
+        try:
+            # Routed before the delivery id is remembered: a refused body is not a delivery.
+            routed = route(payload, cat)
+        except InvalidRequest as exc:
+            return self._refuse(source, kind, "malformed", 400, str(exc))
         if not self.seen.first_time(f"{source}:{delivery}"):
             self.metrics.events.labels(source, kind, "duplicate").inc()
             return JSONResponse({"queued": [], "note": "duplicate delivery"}, 202)
-        routed = route(payload, cat) if isinstance(payload, dict) else intake.Routed(note="not an object")
         for model in sorted(routed.models):
             self.queue.put(Reconcile(model))
         if routed.walks:
@@ -148,33 +161,31 @@ class Receiver:
         queued += [f"command on #{c.number}" for c in routed.commands]
         outcome = "queued" if queued else "ignored"
         self.metrics.events.labels(source, kind, outcome).inc()
-        log.info("%s %s %s: %s", source, kind, delivery, routed.note)
+        fields = {"source": source, "event": kind, "delivery": delivery, "outcome": outcome, "queued": queued}
+        log.info("%s %s %s: %s", source, kind, delivery, routed.note, extra=fields)
         return JSONResponse({"queued": queued, "note": routed.note}, 202)
 
     async def github(self, request: Request) -> Response:
-        body = await self._body(request)
-        if isinstance(body, Response):
-            self.metrics.events.labels("github", "unknown", "too-large").inc()
-            return body
         header = request.headers.get("x-github-event", "")
         kind = header if header in GITHUB_EVENTS else "other"
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return self._refuse("github", "unknown", "too-large", 413, "payload too large")
         try:
             intake.verify_github(self.settings.github_secret, body, request.headers.get("x-hub-signature-256"))
-            payload = json.loads(body)
         except SecurityError as exc:
-            self.metrics.events.labels("github", kind, "unauthorized").inc()
-            return PlainTextResponse(str(exc), 401)
-        except ValueError:
-            self.metrics.events.labels("github", kind, "malformed").inc()
-            return PlainTextResponse("body is not JSON", 400)
+            return self._refuse("github", kind, "unauthorized", 401, str(exc))
+        try:
+            payload = intake.parse_json(body)
+        except InvalidRequest as exc:
+            return self._refuse("github", kind, "malformed", 400, str(exc))
         delivery = request.headers.get("x-github-delivery", "")
         return self._accept("github", kind, delivery, payload, lambda p, c: intake.route_github(header, p, c, delivery))
 
     async def mlflow(self, request: Request) -> Response:
         body = await self._body(request)
         if isinstance(body, Response):
-            self.metrics.events.labels("mlflow", "unknown", "too-large").inc()
-            return body
+            return self._refuse("mlflow", "unknown", "too-large", 413, "payload too large")
         h = request.headers
         try:
             intake.verify_mlflow(
@@ -185,13 +196,12 @@ class Receiver:
                 h.get("x-mlflow-signature"),
                 self.clock(),
             )
-            payload = json.loads(body)
         except SecurityError as exc:
-            self.metrics.events.labels("mlflow", "unknown", "unauthorized").inc()
-            return PlainTextResponse(str(exc), 401)
-        except ValueError:
-            self.metrics.events.labels("mlflow", "unknown", "malformed").inc()
-            return PlainTextResponse("body is not JSON", 400)
+            return self._refuse("mlflow", "unknown", "unauthorized", 401, str(exc))
+        try:
+            payload = intake.parse_json(body)
+        except InvalidRequest as exc:
+            return self._refuse("mlflow", "unknown", "malformed", 400, str(exc))
         kind = f"{payload.get('entity')}.{payload.get('action')}" if isinstance(payload, dict) else "unknown"
         kind = kind if kind in intake.MLFLOW_EVENTS else "other"
         return self._accept("mlflow", kind, h.get("x-mlflow-delivery-id", ""), payload, intake.route_mlflow)

@@ -16,6 +16,7 @@ of work changes (that is the worker).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
@@ -74,15 +75,24 @@ def describe(item: Hashable) -> str:
 
 def run(worker: Worker, metrics: Metrics, item: Hashable) -> float | None:
     """Do one item; for a reconcile, say when it wants to run again (None: not by itself)."""
-    if isinstance(item, Reconcile):
-        with metrics.reconcile_seconds.time():
-            worker.reconcile(item.name)
-        return worker.look_again(item.name)
-    if isinstance(item, CheckRequest):
-        worker.validate(item)
-    elif isinstance(item, CommandRequest):
-        worker.command(item)
-    return None
+    start, outcome = time.monotonic(), "failed"
+    try:
+        when = None
+        if isinstance(item, Reconcile):
+            with metrics.reconcile_seconds.time():
+                worker.reconcile(item.name)
+            when = worker.look_again(item.name)
+        elif isinstance(item, CheckRequest):
+            worker.validate(item)
+        elif isinstance(item, CommandRequest):
+            worker.command(item)
+        outcome = "done"
+        return when
+    finally:
+        # One line per piece of work, whatever became of it; a failure's cause follows from failed().
+        duration_ms = round((time.monotonic() - start) * 1000, 1)
+        fields = {"key": describe(item), "outcome": outcome, "duration_ms": duration_ms}
+        log.info("%s %s in %.1f ms", describe(item), outcome, duration_ms, extra=fields)
 
 
 def failed(metrics: Metrics, item: Hashable, exc: BaseException) -> None:
