@@ -27,7 +27,7 @@ from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, p
 from bot.plan import Change, Note
 from bot.reconcile import make_plan, observe, pin_change, reconcile, write_back
 from bot.registry import Registry, registry_cache
-from bot.repo import EnvRepo, default_workdir, local_or_url
+from bot.repo import WORKDIR_WAIT, EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
 
 
@@ -108,7 +108,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _repo(args: argparse.Namespace) -> EnvRepo:
     remote = local_or_url(args.repo or os.environ.get("RELEASEBOT_REPO") or ".")
     workdir = Path(args.workdir) if args.workdir else default_workdir(remote)
-    return EnvRepo(remote, workdir)
+    wait = os.environ.get("RELEASEBOT_WORKDIR_WAIT")
+    return EnvRepo(remote, workdir, workdir_wait=float(wait) if wait else WORKDIR_WAIT)
 
 
 def _registry_for(args: argparse.Namespace):

@@ -10,6 +10,7 @@
     │   ├── TransientUpstreamError   5xx, 429, timeouts: retry with backoff
     │   └── PermanentUpstreamError   4xx and refusals: retrying will not help
     ├── ConflictError            the base moved under us: re-plan and try again
+    ├── Busy                     another process holds what we need (a workdir): try again later
     └── SecurityError            bad signature, path escape, forbidden input
 
 Adapters chain the library's own exception (``raise ... from exc``) so nothing is lost, and keep
@@ -98,6 +99,12 @@ class PermanentUpstreamError(UpstreamError):
 
 class ConflictError(ReleasebotError):
     """Someone else changed what we were about to change; re-plan from fresh state."""
+
+    retryable = True
+
+
+class Busy(ReleasebotError):
+    """Another process holds something this one needs (a workdir's lock) longer than we wait."""
 
     retryable = True
 

@@ -1,0 +1,143 @@
+"""Faults injected against real git and a real MLflow server: each test names the fault it injects
+and what releasebot must do to survive it.
+
+The racing writer is a real ``pre-receive`` hook in the bare remote; the second process on one
+workdir is a real process. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_release_loop import World, git
+
+RELEASEBOT = str(Path(sys.executable).parent / "releasebot")
+DEV_ISVC = "dev/fraud/inferenceservice.yaml"
+
+
+@pytest.fixture
+def world(mlflow_url: str, tmp_path: Path, run_cli) -> World:
+    return World(mlflow_url, tmp_path, run_cli)
+
+
+def _race_main_once(world: World) -> str:
+    """Arrange for another writer to move main while our push is being received, once.
+
+    A person's commit is parked under ``refs/racer/main``; the remote's ``pre-receive`` hook moves
+    main to it the first time anything is pushed. Git then fails our ref update with "cannot lock
+    ref ... but expected", after the remote advertised the old main: no fetch of ours could have
+    seen it coming. Returns the person's commit.
+    """
+    clone = world.tmp / "racer"
+    subprocess.run(["git", "clone", "--quiet", str(world.remote), str(clone)], check=True)
+    (clone / "NOTES.md").write_text("written by a person while releasebot pushed\n")
+    git(clone, "add", "NOTES.md")
+    git(clone, "-c", "user.name=P", "-c", "user.email=p@example.com", "commit", "-qm", "notes")
+    git(clone, "push", "--quiet", "origin", "HEAD:refs/racer/main")
+    hook = world.remote / "hooks" / "pre-receive"
+    # The hook runs inside git's object quarantine, where ref updates are refused; the racer is
+    # another writer, so it steps outside it.
+    hook.write_text(
+        "#!/bin/sh\n"
+        'if [ ! -e "$GIT_DIR/raced" ]; then\n'
+        '  touch "$GIT_DIR/raced"\n'
+        "  env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \\\n"
+        "    git update-ref refs/heads/main refs/racer/main\n"
+        "fi\n"
+    )
+    hook.chmod(0o755)
+    return git(clone, "rev-parse", "HEAD").strip()
+
+
+def test_main_moved_by_another_push_during_ours_is_refetched_and_replanned(world: World) -> None:
+    v1 = world.version(0.9)
+    world.alias("candidate", v1)
+    person = _race_main_once(world)
+    result = world.reconcile()
+    assert result.code == 0, result.err
+    assert (world.remote / "raced").exists()  # the race happened
+    assert "cannot lock ref" not in result.err
+    # The release landed on top of the person's commit, which survived.
+    assert git(world.remote, "rev-parse", "main~1").strip() == person
+    assert f"releasebot.dev/version: '{v1}'" in world.show("main", DEV_ISVC)
+    assert world.show("main", "NOTES.md").startswith("written by a person")
+
+
+def test_a_push_refused_by_the_remote_for_another_reason_is_not_retried_as_a_race(world: World) -> None:
+    world.alias("candidate", world.version(0.9))
+    hook = world.remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is protected' >&2\necho x >> \"$GIT_DIR/refusals\"\nexit 1\n")
+    hook.chmod(0o755)
+    refs = world.refs()
+    result = world.reconcile()
+    assert result.code == 1
+    assert "main is protected" in result.err and "Traceback" not in result.err
+    assert (world.remote / "refusals").read_text() == "x\n"  # asked once: a refusal is not a race
+    assert world.refs() == refs
+
+
+def _releasebot(world: World, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [RELEASEBOT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=world.tmp,
+    )
+
+
+def test_a_workdir_held_by_another_process_fails_clearly_after_a_bounded_wait(world: World) -> None:
+    world.alias("candidate", world.version(0.9))
+    workdir = world.tmp / "work"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from bot.repo import WorkdirLock; "
+            "WorkdirLock(Path(sys.argv[1])).acquire(); print('held', flush=True); sys.stdin.read()",
+            str(workdir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        refs = world.refs()
+        proc = _releasebot(world, "reconcile", *world.loop, env={"RELEASEBOT_WORKDIR_WAIT": "0.5"})
+        out, err = proc.communicate(timeout=120)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert proc.returncode == 1, err
+    assert f"another releasebot process is using the workdir {workdir}" in err
+    assert "Traceback" not in err and "BUG" not in err
+    assert world.refs() == refs
+    # Once the other process is gone, the same command goes through.
+    again = _releasebot(world, "reconcile", *world.loop)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+
+
+def test_two_processes_on_one_workdir_take_turns(world: World) -> None:
+    v1 = world.version(0.9)
+    world.alias("candidate", v1)
+    world.alias("champion", v1)
+    # Both start on a workdir that does not exist yet: even the first clone is contended.
+    procs = [_releasebot(world, "reconcile", *world.loop) for _ in range(2)]
+    outcomes = [p.communicate(timeout=300) for p in procs]
+    for proc, (_, err) in zip(procs, outcomes, strict=True):
+        assert proc.returncode == 0, err
+        assert "BUG" not in err and "Traceback" not in err
+    # One release commit on main and one bot branch, whoever came first.
+    assert git(world.remote, "rev-list", "--count", "main").strip() == "2"
+    assert [r for r in world.refs() if r.startswith("refs/heads/releasebot/")] == [
+        "refs/heads/releasebot/staging/fraud/release"
+    ]
