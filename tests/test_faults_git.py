@@ -111,7 +111,7 @@ def test_a_workdir_held_by_another_process_fails_clearly_after_a_bounded_wait(wo
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         refs = world.refs()
         proc = _releasebot(world, "reconcile", *world.loop, env={"RELEASEBOT_WORKDIR_WAIT": "0.5"})
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
@@ -122,7 +122,7 @@ def test_a_workdir_held_by_another_process_fails_clearly_after_a_bounded_wait(wo
     assert world.refs() == refs
     # Once the other process is gone, the same command goes through.
     again = _releasebot(world, "reconcile", *world.loop)
-    out, err = again.communicate(timeout=120)
+    _, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
 
 
