@@ -93,6 +93,10 @@ def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge |
     if change.write_back == "commit":
         return _committed(repo, change, repo.commit_to_main(change))
     expected = repo.bot_branch(change.key.branch)
+    if expected is not None and expected.human_commits:
+        # The planner holds such a branch for every kind; this is the last line before a force
+        # push, for any path that reached it without asking (a re-plan then holds it).
+        raise ConflictError(f"{expected.name} has commits by a person; releasebot will not rewrite it")
     head = repo.push_branch(change, expected.head if expected else None)
     forge = forge_for(change.write_back)
     if forge is None:

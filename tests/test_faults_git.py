@@ -141,3 +141,76 @@ def test_two_processes_on_one_workdir_take_turns(world: World) -> None:
     assert [r for r in world.refs() if r.startswith("refs/heads/releasebot/")] == [
         "refs/heads/releasebot/staging/fraud/release"
     ]
+
+
+PIN = "refs/heads/releasebot/staging/fraud/pin"
+
+
+def _person_commits_on(world: World, branch: str) -> str:
+    clone = world.tmp / f"person-on-{branch.replace('/', '-')}"
+    subprocess.run(["git", "clone", "--quiet", "-b", branch, str(world.remote), str(clone)], check=True)
+    path = clone / "staging/fraud/inferenceservice.yaml"
+    path.write_text(path.read_text() + "# reviewed and adjusted by a person\n")
+    git(clone, "-c", "user.name=Person", "-c", "user.email=person@example.com", "commit", "-qam", "adjust")
+    git(clone, "push", "--quiet")
+    return git(clone, "rev-parse", "HEAD").strip()
+
+
+def test_a_second_rollback_never_force_pushes_over_a_persons_commit_on_the_pin_branch(world: World) -> None:
+    v1, v2 = world.version(0.9), world.version(0.95)
+    for v in (v1, v2):  # staging serves v1, then v2, each merged by a person
+        world.alias("champion", v)
+        assert world.reconcile().code == 0
+        world.merge("releasebot/staging/fraud/release")
+    first = world.run_cli("rollback", "fraud", "--env", "staging", *world.loop)
+    assert first.code == 0, first.err
+    person = _person_commits_on(world, "releasebot/staging/fraud/pin")
+    second = world.run_cli("rollback", "fraud", "--env", "staging", "--to", v1, *world.loop)
+    assert second.code == 1
+    assert "releasebot/staging/fraud/pin has commits by a person" in second.err and "will not rewrite" in second.err
+    assert world.refs()[PIN] == person
+    assert "Traceback" not in second.err
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        ("production", "credit-risk", "release"),
+        ("production", "credit-risk", "pin"),
+        ("production", "karpenter", "capacity"),
+        ("production", "credit-risk", "retrain"),
+    ],
+    ids=lambda k: k[2],
+)
+def test_no_kind_of_bot_branch_is_force_pushed_over_a_persons_commit(
+    env_repo: Path, tmp_path: Path, key: tuple[str, str, str]
+) -> None:
+    """The last check before any force push, whichever path reached it (the planner holds such a
+    branch for every kind already; this is what stops a path that did not ask)."""
+    from bot.errors import ConflictError
+    from bot.forge.git import GitForge
+    from bot.plan import Change, FileEdit, Key
+    from bot.reconcile import write_back
+    from bot.repo import EnvRepo
+    from tests.test_observe import _push_branch, _remote
+
+    k = Key(*key)
+    remote = _remote(env_repo, tmp_path)
+    person = _push_branch(remote, tmp_path, k.branch, "person@example.com")
+    repo = EnvRepo(str(remote), tmp_path / "work")
+    repo.sync()
+    old = repo.read("CODEOWNERS") or ""
+    change = Change(
+        key=k,
+        write_back="branch",
+        edits=(FileEdit("CODEOWNERS", old, old + "# by releasebot\n", ()),),
+        version="2",
+        previous="1",
+        commit_message="m",
+        title="t",
+        body="b",
+        fingerprint="fp",
+    )
+    with pytest.raises(ConflictError, match="has commits by a person"):
+        write_back(repo, change, lambda mode: GitForge(repo))
+    assert git(remote, "rev-parse", k.branch).strip() == person
