@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import git
 
-from bot.errors import Busy, ConflictError, PermanentUpstreamError, TransientUpstreamError
+from bot.errors import Busy, ConflictError, PermanentUpstreamError, SecurityError, TransientUpstreamError
 from bot.plan import BotBranch, Change
 
 BOT_NAME = "releasebot"
@@ -501,7 +501,10 @@ class EnvRepo:
         ).stdout
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(dest, filter="data")  # refuses links and paths that leave dest
+            try:
+                tar.extractall(dest, filter="data")  # refuses links and paths that leave dest
+            except tarfile.FilterError as exc:
+                raise SecurityError(f"commit {sha[:12]}: {exc}") from exc
 
     def _has_commit(self, sha: str) -> bool:
         try:

@@ -155,3 +155,82 @@ def test_a_second_401_after_a_fresh_token_is_permanent(waits: list) -> None:
         with pytest.raises(PermanentUpstreamError, match=r"GitHub 401: .*Bad credentials"):
             forge(tokens).propose(change(), "abc")
     assert tokens.refreshes == 2 and waits == [False]  # minted once more, then not retried
+
+
+# -- the releasebot/validate check run always reaches a conclusion ----------------------------
+
+
+@pytest.fixture
+def world(mlflow_url: str, tmp_path, run_cli):
+    from tests.test_release_loop import World
+
+    return World(mlflow_url, tmp_path, run_cli)
+
+
+def _pr_head(world, change_tree) -> str:
+    """A branch ``tune`` by a person, changed by ``change_tree(clone)``; its head commit."""
+    from tests.test_release_loop import git
+
+    clone = world.tmp / "author"
+    git(world.tmp, "clone", "--quiet", str(world.remote), str(clone))
+    git(clone, "checkout", "-q", "-b", "tune")
+    change_tree(clone)
+    git(clone, "add", "--all")
+    git(clone, "-c", "user.name=P", "-c", "user.email=p@example.com", "commit", "-qm", "tune")
+    git(clone, "push", "-q", "origin", "tune")
+    return git(clone, "rev-parse", "HEAD").strip()
+
+
+def _check_expected(gh: GitHubMock, world, sha: str, sent: list[dict]) -> None:
+    from tests.github_api import check_run
+    from tests.test_service import REPO as SERVICE_REPO
+
+    gh.passthru(world.url)  # MLflow
+    gh.add("checks/create", SERVICE_REPO, 201, check_run(51, sha))
+    gh.add(
+        "checks/update",
+        {**SERVICE_REPO, "check_run_id": 51},
+        200,
+        check_run(51, sha, "completed", "failure"),
+        check_request=lambda h, b: sent.append(b),
+    )
+
+
+def test_an_escaping_symlink_in_a_pr_head_completes_the_check_as_a_failure_naming_it(world) -> None:
+    from bot.errors import SecurityError
+    from bot.intake import CheckRequest
+    from tests.test_service import service
+
+    sha = _pr_head(world, lambda clone: (clone / "staging/fraud/secrets.yaml").symlink_to("/etc/passwd"))
+    sent: list[dict] = []
+    with GitHubMock() as gh:
+        _check_expected(gh, world, sha, sent)
+        with pytest.raises(SecurityError):
+            service(world).validate(CheckRequest(sha, "tune", 12))
+    [done] = sent
+    assert done["status"] == "completed" and done["conclusion"] == "failure"
+    assert "staging/fraud/secrets.yaml" in done["output"]["summary"]
+    assert done["output"]["title"] == "Refused: the commit is unsafe to read"
+
+
+def test_any_failure_while_validating_still_completes_the_check(world, monkeypatch) -> None:
+    import bot.service
+    from bot.intake import CheckRequest
+    from tests.test_service import service
+
+    sha = _pr_head(world, lambda clone: (clone / "notes.txt").write_text("x\n"))
+
+    def broken(root):
+        raise RecursionError("maximum recursion depth exceeded while reading blueprints/x.yaml")
+
+    monkeypatch.setattr(bot.service, "validate_repo", broken)
+    sent: list[dict] = []
+    with GitHubMock() as gh:
+        _check_expected(gh, world, sha, sent)
+        with pytest.raises(RecursionError):
+            service(world).validate(CheckRequest(sha, "tune", 12))
+    [done] = sent
+    assert done["conclusion"] == "failure"
+    assert (
+        "RecursionError: maximum recursion depth exceeded while reading blueprints/x.yaml" in done["output"]["summary"]
+    )
