@@ -445,9 +445,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInput as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return _fail(f"{len(exc.problems)} problem(s); nothing was written")
+        return _fail(f"{len(exc.problems)} problem(s); {_written(exc.written)}")
     except ReleasebotError as exc:
+        if exc.written:
+            return _fail(f"{_written(exc.written)}; then it failed: {exc}; nothing else was written")
         return _fail(f"{exc}; nothing was written")
+
+
+def _written(done: Sequence[str]) -> str:
+    if not done:
+        return "nothing was written"
+    return f"{len(done)} change(s) were written ({'; '.join(done)})"
 
 
 if __name__ == "__main__":

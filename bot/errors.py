@@ -55,9 +55,15 @@ class Problem:
 
 
 class ReleasebotError(Exception):
-    """Base of everything releasebot raises on purpose."""
+    """Base of everything releasebot raises on purpose.
+
+    ``written`` says what the failed operation had already written (commits pushed, branches,
+    pull requests), newest last, so that a message never claims "nothing was written" after
+    something landed. Whoever carries out several writes fills it in on the way up.
+    """
 
     retryable: bool = False
+    written: tuple[str, ...] = ()
 
 
 class ConfigError(ReleasebotError):

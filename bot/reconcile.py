@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.catalog import CATALOG_FILE, Catalog, parse_catalog
-from bot.errors import ConflictError, PermanentUpstreamError
+from bot.errors import ConflictError, PermanentUpstreamError, ReleasebotError
 from bot.forge import Forge
 from bot.manifests import inferenceservice as isvc
 from bot.plan import Change, Key, Note, Plan, RepoState, hold, plan, registry_wants, rollback, served, unblock
@@ -102,7 +102,11 @@ def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge |
     if forge is None:
         raise PermanentUpstreamError(f"{change.write_back} write-back is not configured here")
     verb = "updated" if expected else "pushed"
-    return f"{verb} {change.title}: {forge.propose(change, head)}"
+    try:
+        return f"{verb} {change.title}: {forge.propose(change, head)}"
+    except ReleasebotError as exc:
+        exc.written = (*exc.written, f"{verb} branch {change.key.branch} at {head[:12]} (not yet proposed)")
+        raise
 
 
 def reconcile(
@@ -113,11 +117,15 @@ def reconcile(
     model: str | None = None,
 ) -> Result:
     """Carry out the plan. ``forge_for(mode)`` gives the forge of a write-back mode, or None when
-    that mode is not available here: its changes are then skipped, and said so."""
+    that mode is not available here: its changes are then skipped, and said so.
+
+    A failure goes up with ``written`` listing what this pass did write before it."""
+    landed: list[str] = []  # written by attempts that then met a conflict
     for attempt in range(ATTEMPTS):
-        cat, p = make_plan(repo, registry_for, env, model)
-        result = Result(p, cat)
+        result: Result | None = None
         try:
+            cat, p = make_plan(repo, registry_for, env, model)
+            result = Result(p, cat)
             committed = [c for c in p.changes if c.write_back == "commit"]
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
                 result.done.append(_committed(repo, change, sha))
@@ -147,10 +155,14 @@ def reconcile(
                 forge = forge_for(cat.environment(close.key.environment).write_back) or forge_for("branch")
                 assert forge is not None
                 result.done.append(forge.withdraw(close))
+            result.done[:0] = landed
             return result
-        except ConflictError:
-            if attempt == ATTEMPTS - 1:
-                raise
+        except ReleasebotError as exc:
+            landed += [*(result.done if result is not None else []), *exc.written]
+            if isinstance(exc, ConflictError) and attempt < ATTEMPTS - 1:
+                continue
+            exc.written = tuple(landed)
+            raise
     raise AssertionError("unreachable")
 
 

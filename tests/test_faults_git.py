@@ -214,3 +214,31 @@ def test_no_kind_of_bot_branch_is_force_pushed_over_a_persons_commit(
     with pytest.raises(ConflictError, match="has commits by a person"):
         write_back(repo, change, lambda mode: GitForge(repo))
     assert git(remote, "rev-parse", k.branch).strip() == person
+
+
+def test_a_failure_after_earlier_changes_landed_says_what_was_written(
+    mlflow_url: str, tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    from tests.github_api import GitHubMock
+
+    world = World(mlflow_url, tmp_path, run_cli, staging_mode="pull-request")
+    monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
+    repo = {"owner": "acme", "repo": "envs"}
+    v1 = world.version(0.9)
+    world.alias("candidate", v1)  # dev: a commit on main
+    world.alias("champion", v1)  # staging: a branch and a pull request, which GitHub refuses
+    refused = {"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com"}
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        gh.add("pulls/list", repo, 200, [])
+        gh.add("pulls/create", repo, 403, refused)
+        result = world.reconcile()
+    assert result.code == 1
+    assert "nothing was written" not in result.err
+    assert result.err.startswith("releasebot: 2 change(s) were written (committed Release fraud v1 to dev to main (")
+    assert "pushed branch releasebot/staging/fraud/release at " in result.err and "(not yet proposed)" in result.err
+    assert "then it failed: GitHub 403: open a pull request" in result.err
+    assert result.err.rstrip().endswith("nothing else was written")
+    # What it says is what happened.
+    assert f"releasebot.dev/version: '{v1}'" in world.show("main", DEV_ISVC)
+    assert "refs/heads/releasebot/staging/fraud/release" in world.refs()
