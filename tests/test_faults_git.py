@@ -242,3 +242,31 @@ def test_a_failure_after_earlier_changes_landed_says_what_was_written(
     # What it says is what happened.
     assert f"releasebot.dev/version: '{v1}'" in world.show("main", DEV_ISVC)
     assert "refs/heads/releasebot/staging/fraud/release" in world.refs()
+
+
+GHOST = """  - name: ghost
+    registeredModel: {registered}
+    serving:
+      format: mlflow
+    resources:
+      cpu: 250m
+      memory: 512Mi
+    replicas:
+      min: 1
+      max: 2
+"""
+
+
+def test_a_model_missing_from_mlflow_fails_only_its_own_keys(mlflow_url: str, tmp_path: Path, run_cli) -> None:
+    import uuid
+
+    missing = f"never-registered-{uuid.uuid4().hex[:8]}"
+    world = World(mlflow_url, tmp_path, run_cli, extra_model=GHOST.format(registered=missing))
+    v1 = world.version(0.9)
+    world.alias("candidate", v1)
+    result = world.reconcile()
+    assert result.code == 1  # the missing model is an error...
+    assert "ghost" in result.err and missing in result.err and "Traceback" not in result.err
+    # ...of its own keys only: the other model's release landed.
+    assert f"committed Release fraud v{v1} to dev" in result.out
+    assert f"releasebot.dev/version: '{v1}'" in world.show("main", DEV_ISVC)
