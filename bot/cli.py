@@ -29,7 +29,7 @@ from bot.plan import Change, Note
 from bot.reconcile import Watch, make_plan, observe, pin_change, reconcile, watch_from, write_back
 from bot.redact import redact
 from bot.registry import Registry, registry_cache
-from bot.repo import EnvRepo, default_workdir, local_or_url
+from bot.repo import WORKDIR_WAIT, EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
 
 
@@ -111,7 +111,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _repo(args: argparse.Namespace) -> EnvRepo:
     remote = local_or_url(args.repo or os.environ.get("RELEASEBOT_REPO") or ".")
     workdir = Path(args.workdir) if args.workdir else default_workdir(remote)
-    return EnvRepo(remote, workdir)
+    wait = os.environ.get("RELEASEBOT_WORKDIR_WAIT")
+    return EnvRepo(remote, workdir, workdir_wait=float(wait) if wait else WORKDIR_WAIT)
 
 
 def _registry_for(args: argparse.Namespace):
@@ -467,11 +468,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInput as exc:
         for problem in exc.problems:
             print(redact(str(problem)), file=sys.stderr)
-        return _fail(f"{len(exc.problems)} problem(s); nothing was written")
+        return _fail(f"{len(exc.problems)} problem(s); {_written(exc.written)}")
     except ReleasebotError as exc:
+        if exc.written:
+            return _fail(f"{_written(exc.written)}; then it failed: {exc}; nothing else was written")
         return _fail(f"{exc}; nothing was written")
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def _written(done: Sequence[str]) -> str:
+    if not done:
+        return "nothing was written"
+    return f"{len(done)} change(s) were written ({'; '.join(done)})"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
     │   └── PermanentUpstreamError   4xx and refusals: retrying will not help
     ├── ConflictError            the base moved under us: re-plan and try again
     ├── InvalidRequest           a webhook body that is JSON but not the shape its event needs (400)
+    ├── Busy                     another process holds what we need (a workdir): try again later
     └── SecurityError            bad signature, path escape, forbidden input
 
 Adapters chain the library's own exception (``raise ... from exc``) so nothing is lost, and keep
@@ -55,9 +56,15 @@ class Problem:
 
 
 class ReleasebotError(Exception):
-    """Base of everything releasebot raises on purpose."""
+    """Base of everything releasebot raises on purpose.
+
+    ``written`` says what the failed operation had already written (commits pushed, branches,
+    pull requests), newest last, so that a message never claims "nothing was written" after
+    something landed. Whoever carries out several writes fills it in on the way up.
+    """
 
     retryable: bool = False
+    written: tuple[str, ...] = ()
 
 
 class ConfigError(ReleasebotError):
@@ -106,6 +113,12 @@ class ConflictError(ReleasebotError):
 class InvalidRequest(ReleasebotError):
     """A delivery that is signed and parses, but not the shape its event needs. The message names
     the JSON path; the sender gets 400 and nothing is queued."""
+
+
+class Busy(ReleasebotError):
+    """Another process holds something this one needs (a workdir's lock) longer than we wait."""
+
+    retryable = True
 
 
 class SecurityError(ReleasebotError):

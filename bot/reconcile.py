@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.catalog import CATALOG_FILE, Canary, Catalog, Environment, Model, parse_catalog
-from bot.errors import ConflictError, PermanentUpstreamError, UpstreamError
+from bot.errors import ConflictError, PermanentUpstreamError, ReleasebotError, UpstreamError
 from bot.forge import Forge
 from bot.manifests import argocd
 from bot.manifests import inferenceservice as isvc
@@ -269,12 +269,20 @@ def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge |
     if change.write_back == "commit":
         return _committed(repo, change, repo.commit_to_main(change))
     expected = repo.bot_branch(change.key.branch)
+    if expected is not None and expected.human_commits:
+        # The planner holds such a branch for every kind; this is the last line before a force
+        # push, for any path that reached it without asking (a re-plan then holds it).
+        raise ConflictError(f"{expected.name} has commits by a person; releasebot will not rewrite it")
     head = repo.push_branch(change, expected.head if expected else None)
     forge = forge_for(change.write_back)
     if forge is None:
         raise PermanentUpstreamError(f"{change.write_back} write-back is not configured here")
     verb = "updated" if expected else "pushed"
-    return f"{verb} {change.title}: {forge.propose(change, head)}"
+    try:
+        return f"{verb} {change.title}: {forge.propose(change, head)}"
+    except ReleasebotError as exc:
+        exc.written = (*exc.written, f"{verb} branch {change.key.branch} at {head[:12]} (not yet proposed)")
+        raise
 
 
 def reconcile(
@@ -287,11 +295,15 @@ def reconcile(
 ) -> Result:
     """Carry out the plan. ``forge_for(mode)`` gives the forge of a write-back mode, or None when
     that mode is not available here: its changes are then skipped, and said so. ``watch`` lets
-    release walks under way move (without it they wait)."""
+    release walks under way move (without it they wait).
+
+    A failure goes up with ``written`` listing what this pass did write before it."""
+    landed: list[str] = []  # written by attempts that then met a conflict
     for attempt in range(ATTEMPTS):
-        cat, p = make_plan(repo, registry_for, env, model, watch)
-        result = Result(p, cat)
+        result: Result | None = None
         try:
+            cat, p = make_plan(repo, registry_for, env, model, watch)
+            result = Result(p, cat)
             committed = [c for c in p.changes if c.write_back == "commit"]
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
                 result.done.append(_committed(repo, change, sha))
@@ -330,10 +342,14 @@ def reconcile(
                 forge = forge_for(cat.environment(close.key.environment).write_back) or forge_for("branch")
                 assert forge is not None
                 result.done.append(forge.withdraw(close))
+            result.done[:0] = landed
             return result
-        except ConflictError:
-            if attempt == ATTEMPTS - 1:
-                raise
+        except ReleasebotError as exc:
+            landed += [*(result.done if result is not None else []), *exc.written]
+            if isinstance(exc, ConflictError) and attempt < ATTEMPTS - 1:
+                continue
+            exc.written = tuple(landed)
+            raise
     raise AssertionError("unreachable")
 
 

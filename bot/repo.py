@@ -12,11 +12,16 @@ branches (``releasebot/...``) with what their head commits propose, and two ways
 
 Bot commits are authored as releasebot; a commit on a bot branch by anyone else is a person's,
 and the planner then leaves that branch alone. Nothing here decides *what* to write.
+
+Everything that moves the clone's refs, index or working tree holds the workdir's lock: a thread
+lock within a process and :class:`WorkdirLock` between processes (two commands given one
+``--workdir``, or a command beside ``serve``), waited for a bounded time.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import functools
 import hashlib
 import io
@@ -25,6 +30,7 @@ import re
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +39,7 @@ from typing import Any, TypeVar
 
 import git
 
-from bot.errors import ConflictError, PermanentUpstreamError, TransientUpstreamError
+from bot.errors import Busy, ConflictError, PermanentUpstreamError, SecurityError, TransientUpstreamError
 from bot.plan import BotBranch, Change
 from bot.redact import redact
 
@@ -41,6 +47,13 @@ BOT_NAME = "releasebot"
 BOT_EMAIL = "releasebot@users.noreply.github.com"
 BOT_PREFIX = "releasebot/"
 _TRAILER = re.compile(r"^(Releasebot-[A-Za-z]+):\s*(.+)$", re.M)
+# What git says when a ref moved under a push or a lease: the remote's main advanced (``fetch
+# first``, ``non-fast-forward``), a lease no longer holds (``stale info``), or another writer
+# updated the ref between the remote's advertisement and its update (``cannot lock ref ... but
+# expected``, reported as ``[remote rejected] (failed to update ref)``). A push refused for any
+# other reason (a protected branch, a declining hook) is not a race, and retrying will not help.
+_MOVED = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock ref")
+WORKDIR_WAIT = 120.0  # seconds a command waits for another releasebot using the same workdir
 _BOT_ENV = {
     "GIT_AUTHOR_NAME": BOT_NAME,
     "GIT_AUTHOR_EMAIL": BOT_EMAIL,
@@ -207,16 +220,65 @@ class Tree(Mapping[str, str]):
         return sum(1 for t in self._read.values() if t is not None)
 
 
+class WorkdirLock:
+    """An exclusive lock on one workdir between processes, waited for at most ``wait`` seconds.
+
+    It is an ``flock`` on the workdir folder itself rather than on a file inside its ``.git``: the
+    first clone needs the lock too, before there is a ``.git``. The kernel drops it when its
+    holder exits, however it exits, so a crashed command never leaves a stale lock behind.
+    Not reentrant: :class:`EnvRepo` counts its own nesting.
+    """
+
+    def __init__(self, workdir: Path, wait: float = WORKDIR_WAIT) -> None:
+        self.workdir = workdir
+        self.wait = wait
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)  # git clones into an empty folder
+        fd = os.open(self.workdir, os.O_RDONLY)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise Busy(
+                        f"another releasebot process is using the workdir {self.workdir} "
+                        f"(waited {self.wait:g} s); try again, or give each process its own --workdir"
+                    ) from None
+                time.sleep(0.05)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _writes(method: _F) -> _F:
-    """The method moves the working tree, the index, HEAD or refs: one such method at a time."""
+    """The method moves the working tree, the index, HEAD or refs: one such method at a time,
+    in this process (``lock``) and among processes sharing the workdir (:class:`WorkdirLock`)."""
 
     @functools.wraps(method)
     def locked(self: EnvRepo, *args: Any, **kwargs: Any) -> Any:
         with self.lock:
-            return method(self, *args, **kwargs)
+            outermost = self._lock_depth == 0
+            if outermost:
+                self._workdir_lock.acquire()
+            self._lock_depth += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._lock_depth -= 1
+                if outermost:
+                    self._workdir_lock.release()
 
     return locked  # type: ignore[return-value]
 
@@ -230,7 +292,12 @@ class EnvRepo:
     the working tree, the index, HEAD or refs (fetch, checkout, commit, push) holds ``lock``."""
 
     def __init__(
-        self, remote: str, workdir: Path, branch: str = "main", token: Callable[[], str] | None = None
+        self,
+        remote: str,
+        workdir: Path,
+        branch: str = "main",
+        token: Callable[[], str] | None = None,
+        workdir_wait: float = WORKDIR_WAIT,
     ) -> None:
         self.remote = remote
         self.workdir = workdir
@@ -239,6 +306,8 @@ class EnvRepo:
         self._repo: git.Repo | None = None
         self._blobs: _BlobReader | None = None
         self.lock = threading.RLock()
+        self._workdir_lock = WorkdirLock(workdir, workdir_wait)
+        self._lock_depth = 0
 
     def auth_env(self) -> dict[str, str]:
         if self.token is None or not self.remote.startswith("https://"):
@@ -267,7 +336,8 @@ class EnvRepo:
             return self.repo.git.execute(["git", *args], env=env)
         except git.GitCommandError as exc:
             stderr = (exc.stderr or "").strip()
-            if "stale info" in stderr or "rejected" in stderr or "fetch first" in stderr:
+            said = f"{exc.stdout or ''}\n{stderr}"  # a --porcelain push reports each ref on stdout
+            if args[0] == "push" and any(reason in said for reason in _MOVED):
                 raise ConflictError(redact(f"the environments repo moved while we worked: {stderr}")) from exc
             if "Could not read from remote" in stderr or "unable to access" in stderr:
                 raise TransientUpstreamError(redact(f"git remote {self.remote} unreachable: {stderr}")) from exc
@@ -433,7 +503,10 @@ class EnvRepo:
         ).stdout
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(dest, filter="data")  # refuses links and paths that leave dest
+            try:
+                tar.extractall(dest, filter="data")  # refuses links and paths that leave dest
+            except tarfile.FilterError as exc:
+                raise SecurityError(f"commit {sha[:12]}: {exc}") from exc
 
     def landed(self, path: str, ref: str | None = None) -> tuple[str, datetime] | None:
         """The first-parent commit of main that last changed ``path``, and when: a merge is

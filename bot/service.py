@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bot import checks, commands
 from bot.catalog import Catalog
-from bot.errors import ReleasebotError
+from bot.errors import PermanentUpstreamError, ReleasebotError, TransientUpstreamError
 from bot.forge import forges
 from bot.forge.github import CHECK_NAME, GitHubForge, forge_from_env
 from bot.intake import CheckRequest, CommandRequest
@@ -112,18 +112,27 @@ class Service:
             log.warning("a check run was asked for %s, but GitHub is not configured", check.head_sha[:12])
             return
         run = github.start_check(check.head_sha)
+        # From here on the check run must reach a conclusion, whatever fails: a check left
+        # in_progress blocks the pull request for good.
+        try:
+            out = self._check(check)
+        except Exception as exc:
+            out = checks.broken(exc, check.head_sha)
+            github.finish_check(run, out.conclusion, out.title, out.summary, [])
+            self.metrics.checks.labels(out.conclusion).inc()
+            raise
+        github.finish_check(run, out.conclusion, out.title, out.summary, list(out.annotations))
+        self.metrics.checks.labels(out.conclusion).inc()
+        self._said(f"{CHECK_NAME} {out.conclusion} on {check.head_sha[:12]}: {out.title}")
+
+    def _check(self, check: CheckRequest) -> checks.CheckOutcome:
         with tempfile.TemporaryDirectory(prefix="releasebot-check-") as tmp:
             tree = Path(tmp) / "tree"
             try:
                 self.repo.export(check.head_sha, check.head_branch, tree, check.pull_number)
-            except (ReleasebotError, subprocess.CalledProcessError) as exc:
-                github.finish_check(run, "neutral", "Commit not available", f"Not validated: {exc}", [])
-                self.metrics.checks.labels("neutral").inc()
-                return
-            out = checks.outcome(validate_repo(tree), check.head_sha)
-        github.finish_check(run, out.conclusion, out.title, out.summary, list(out.annotations))
-        self.metrics.checks.labels(out.conclusion).inc()
-        self._said(f"{CHECK_NAME} {out.conclusion} on {check.head_sha[:12]}: {out.title}")
+            except (PermanentUpstreamError, TransientUpstreamError, subprocess.CalledProcessError) as exc:
+                return checks.CheckOutcome("neutral", "Commit not available", f"Not validated: {exc}", ())
+            return checks.outcome(validate_repo(tree), check.head_sha)
 
     def command(self, request: CommandRequest) -> None:
         github = self._github()

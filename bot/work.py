@@ -4,7 +4,10 @@ Three kinds of item reach the worker: :class:`Reconcile` (a model; coalescing), 
 :class:`bot.intake.CheckRequest` (coalescing per commit) and a :class:`bot.intake.CommandRequest`
 (one per delivery). All are frozen, hashable and picklable: they are the queue's keys, and they
 cross to the worker process as they are. :func:`run` hands one to a :class:`Worker`, timing
-reconciles and logging failures with their cause.
+reconciles and logging failures with their cause. :class:`Retries` reads the error tree's retry
+bit: a retryable failure (a conflict, an upstream that is down or rate limited) puts its item
+back after a bounded backoff, or after the delay the error names; a permanent one is logged
+with its cause chain and dropped. Commands are never repeated (one may be half carried out).
 
 :class:`LocalWork` runs the worker in this process, on threads. ``releasebot serve`` runs it in a
 process of its own instead (:mod:`bot.workerprocess`); this one is for tests of the receiver and
@@ -16,12 +19,14 @@ of work changes (that is the worker).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.catalog import Catalog
+from bot.errors import ReleasebotError
 from bot.intake import CheckRequest, CommandRequest
 from bot.metrics import Metrics
 from bot.workqueue import CoalescingQueue
@@ -95,14 +100,73 @@ def run(worker: Worker, metrics: Metrics, item: Hashable) -> float | None:
         log.info("%s %s in %.1f ms", describe(item), outcome, duration_ms, extra=fields)
 
 
+def retryable(item: Hashable, exc: BaseException) -> bool:
+    return isinstance(exc, ReleasebotError) and exc.retryable and not isinstance(item, CommandRequest)
+
+
 def failed(metrics: Metrics, item: Hashable, exc: BaseException) -> None:
+    """Count and log a failure with its cause chain; a retryable one as a warning (it is retried)."""
     metrics.reconcile_failures.inc()
     causes, cause = [], exc.__cause__ or exc.__context__
     while cause is not None and len(causes) < 5:
         causes.append(f"{type(cause).__name__}: {cause}")
         cause = cause.__cause__ or cause.__context__
     because = f" (caused by {'; '.join(causes)})" if causes else ""
-    log.error("%s failed: %s: %s%s", describe(item), type(exc).__name__, exc, because, exc_info=exc)
+    written = getattr(exc, "written", ())
+    before = f"; written before it: {'; '.join(written)}" if written else ""
+    if retryable(item, exc):
+        log.warning("%s failed, to be retried: %s: %s%s%s", describe(item), type(exc).__name__, exc, because, before)
+    else:
+        log.error("%s failed: %s: %s%s%s", describe(item), type(exc).__name__, exc, because, before, exc_info=exc)
+
+
+class Retries:
+    """Puts failed items back on a queue later: at most ``limit`` times in a row per item, after
+    ``first`` seconds doubling to ``most`` (or the delay the error asked for). A timer thread
+    waits, never a worker or the receiver; a success forgets the count."""
+
+    def __init__(self, put: Callable[[Hashable], None], limit: int = 5, first: float = 2.0, most: float = 300.0):
+        self._put, self.limit, self.first, self.most = put, limit, first, most
+        self._lock = threading.Lock()
+        self._tries: dict[Hashable, int] = {}
+        self._timers: dict[Hashable, threading.Timer] = {}
+
+    def schedule(self, item: Hashable, delay: float | None) -> bool:
+        """Put ``item`` back after a backoff; False (and logged) when its retries are used up."""
+        with self._lock:
+            tries = self._tries.get(item, 0) + 1
+            if tries > self.limit:
+                self._tries.pop(item, None)
+                log.error("%s: giving up after %d retries", describe(item), self.limit)
+                return False
+            self._tries[item] = tries
+            wait = delay if delay is not None else min(self.first * 2 ** (tries - 1), self.most)
+            timer = threading.Timer(wait, self._fire, (item,))
+            timer.daemon = True
+            self._timers[item] = timer
+        log.info("%s: retry %d of %d in %.0f s", describe(item), tries, self.limit, wait)
+        timer.start()
+        return True
+
+    def _fire(self, item: Hashable) -> None:
+        with self._lock:
+            self._timers.pop(item, None)
+        self._put(item)
+
+    def succeeded(self, item: Hashable) -> None:
+        with self._lock:
+            self._tries.pop(item, None)
+
+    def pending(self) -> int:
+        """Retries scheduled and not yet put back."""
+        with self._lock:
+            return len(self._timers)
+
+    def stop(self) -> None:
+        with self._lock:
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
 
 
 class LocalWork:
@@ -113,11 +177,20 @@ class LocalWork:
     ) -> None:
         self.worker, self._catalog = worker, catalog
         self.metrics = metrics or Metrics()
-        self.queue = CoalescingQueue(
-            lambda item: run(worker, self.metrics, item), lambda item, exc: failed(self.metrics, item, exc), threads
-        )
+        self.queue = CoalescingQueue(self._run, self._failed, threads)
+        self.retries = Retries(self.queue.put)
         self.metrics.queue_depth_from(self.queue.depth)
         self.metrics.worker_up.set(1)
+
+    def _run(self, item: Hashable) -> float | None:
+        when = run(self.worker, self.metrics, item)
+        self.retries.succeeded(item)
+        return when  # the queue puts the item back then (a walk's next look)
+
+    def _failed(self, item: Hashable, exc: BaseException) -> None:
+        failed(self.metrics, item, exc)
+        if retryable(item, exc):
+            self.retries.schedule(item, getattr(exc, "delay", None))
 
     def catalog(self) -> Catalog:
         return self._catalog()
@@ -126,6 +199,7 @@ class LocalWork:
         self.queue.start()
 
     def stop(self) -> None:
+        self.retries.stop()  # a retry not yet due is the next run's (its resync's) business
         self.queue.stop()  # drains what is queued
 
     def exposition(self) -> bytes:

@@ -17,7 +17,9 @@ A child that exits unasked is logged, counted (``releasebot_worker_restarts_tota
 not ready, and started again after a backoff (1 s, doubling to 30 s; reset once a child has run
 for a minute). Its unfinished reconciles and checks are queued again, first in line; its
 unfinished commands are logged and dropped, since a command may have been half carried out and
-is not safe to repeat. ``stop`` drains the queue, then asks the child to finish and waits for it.
+is not safe to repeat. A reconcile or check that failed retryably is put back here, in the
+receiver's process, after a backoff (:class:`bot.work.Retries`). ``stop`` drains the queue, then
+asks the child to finish and waits for it.
 
 This module does not know what the work is; :mod:`bot.service` does.
 """
@@ -43,7 +45,7 @@ from typing import Any
 from bot.catalog import Catalog
 from bot.intake import CommandRequest
 from bot.metrics import Metrics
-from bot.work import describe, failed, run
+from bot.work import Retries, describe, failed, retryable, run
 from bot.workqueue import CoalescingQueue
 
 log = logging.getLogger("releasebot.workerprocess")
@@ -93,6 +95,7 @@ class WorkerProcess:
         self.factory, self.threads = factory, threads
         self.metrics = metrics or Metrics()
         self.queue = CoalescingQueue(None, slots=threads)
+        self.retries = Retries(self.queue.put)
         self.metrics.queue_depth_from(self.queue.depth)
         self.metrics.worker_up.set(0)
         self._ctx = multiprocessing.get_context(method)
@@ -151,6 +154,7 @@ class WorkerProcess:
         if not self.queue.join_idle(timeout):
             log.error("stopping with %d work items unfinished", self.queue.depth() + len(self.queue.running()))
         self.queue.stop(0)
+        self.retries.stop()
         with self._lock:
             self._stopping.set()
             self._up.notify_all()
@@ -243,9 +247,13 @@ class WorkerProcess:
                 continue
             kind = message[0]
             if kind == "done":
+                self.retries.succeeded(message[1])
                 self.queue.done(message[1])
-                if message[2] is not None:
+                if message[2] is not None:  # a walk asked to be looked at again then
                     self.queue.put_at(message[1], message[2])
+            elif kind == "retry":  # the child failed it, retryably; it is put back from here
+                self.retries.schedule(message[1], message[2])
+                self.queue.done(message[1])
             elif kind == "catalog":
                 with self._lock:
                     self._catalog = message[1]
@@ -310,11 +318,13 @@ def _child_main(
             return
 
     def work(item: Hashable) -> None:
-        when = None
+        outcome: tuple[Any, ...] = ("done", item, None)
         try:
-            when = run(worker, metrics, item)
+            outcome = ("done", item, run(worker, metrics, item))
         except BaseException as exc:  # one bad item must not stop the worker
             failed(metrics, item, exc)
+            if retryable(item, exc):
+                outcome = ("retry", item, getattr(exc, "delay", None))
         finally:
             try:
                 now = worker.catalog()
@@ -324,7 +334,7 @@ def _child_main(
                 if now is not sent[0] and now != sent[0]:  # a deep comparison only when it may differ
                     sent[0] = now
                     outbox.put(("catalog", now))
-                outbox.put(("done", item, when))
+                outbox.put(outcome)
 
     threading.Thread(target=answer_scrapes, name="releasebot-scrape", daemon=True).start()
     parent = multiprocessing.parent_process()

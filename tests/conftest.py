@@ -43,6 +43,15 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
+@pytest.fixture(autouse=True)
+def no_retry_sleeps():
+    """Retries still happen, as many as configured, but nothing sleeps between them."""
+    import stamina
+
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
 @pytest.fixture
 def example_text() -> str:
     return EXAMPLE_CATALOG.read_text()

@@ -178,7 +178,9 @@ class GitHubMock:
         body: Any = None,
         query: dict[str, str] | None = None,
         check_request: Callable[[dict[str, Any], Any], None] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        extra_headers = headers or {}
         method, template, op = _OPS[operation]
         path = template
         for key, value in params.items():
@@ -188,6 +190,10 @@ class GitHubMock:
         if responses_spec is None and status == 401:
             # GitHub answers 401 on every endpoint; the description documents it once, as a component.
             responses_spec = SPEC["components"]["responses"]["requires_authentication"]
+        if responses_spec is None and status in (429, 500, 502, 503, 504):
+            # GitHub's rate limiter and front end answer these on any endpoint; the description
+            # documents them on a few operations only, with the same error shape.
+            responses_spec = SPEC["components"]["responses"]["service_unavailable"]
         assert responses_spec is not None, f"{operation} has no documented {status} response"
 
         def callback(request: Any) -> tuple[int, dict[str, str], str]:
@@ -211,6 +217,7 @@ class GitHubMock:
                 "Content-Type": "application/json",
                 "X-RateLimit-Limit": "5000",
                 "X-RateLimit-Remaining": str(5000 - self.checked),
+                **extra_headers,
             }
             return status, headers, json.dumps(body) if body is not None else ""
 

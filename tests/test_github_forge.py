@@ -124,7 +124,7 @@ def test_github_down_for_good_is_a_transient_error() -> None:
     with GitHubMock() as gh:
         for _ in range(4):
             _bad_gateway(gh, "GET")
-        with pytest.raises(TransientUpstreamError, match="still failing after retries"):
+        with pytest.raises(TransientUpstreamError, match="still failing after 4 attempts"):
             forge().propose(change(), "abc")
 
 

@@ -10,7 +10,19 @@ from bot import yamlio
 from bot.blueprints import BlueprintSet
 from bot.catalog import load_catalog
 from bot.manifests import inferenceservice
-from bot.plan import BotBranch, Change, Key, RepoState, fingerprint, plan, release_edit, rollback, unblock
+from bot.plan import (
+    BotBranch,
+    Change,
+    Key,
+    Note,
+    RepoState,
+    fingerprint,
+    hold,
+    plan,
+    release_edit,
+    rollback,
+    unblock,
+)
 from bot.registry import Dataset, ModelState, RegistrySnapshot, Version
 from tests.conftest import EXAMPLE_CATALOG
 
@@ -306,3 +318,14 @@ def test_the_drift_check_follows_what_a_release_and_a_rollback_serve(env_repo: P
     back = rollback(CAT, "production", "fraud-detector", RepoState(files), version("2"))
     assert isinstance(back, Change)
     assert _drift_version({e.path: e for e in back.edits}[drift_path].new) == "2"
+
+
+def test_a_pin_branch_with_a_person_s_commit_refuses_a_new_pin() -> None:
+    branch = BotBranch("releasebot/production/fraud-detector/pin", "sha", "2", "fp", ("feedf00d",))
+    state = RepoState({PATH: main_text("3")}, {branch.name: branch})
+    for asked in (
+        rollback(CAT, "production", "fraud-detector", state, version("2")),
+        unblock(CAT, "production", "fraud-detector", state, None),
+        hold(CAT, "production", "fraud-detector", state),
+    ):
+        assert isinstance(asked, Note) and asked.error and "feedf00d" in asked.message

@@ -123,3 +123,84 @@ def test_a_handler_that_asks_to_look_again_is_put_at_that_time() -> None:
         assert twice.wait(10), "the key was not run again at the time it asked for"
     finally:
         q.stop()
+
+
+class Flaky:
+    """A worker whose reconciles fail with ``errors`` in turn, then succeed; ``finished`` is set
+    when the ``last`` call starts (the queue is busy until that call and its failure handling end)."""
+
+    def __init__(self, errors: list[Exception], last: int) -> None:
+        self.errors, self.calls, self.last = errors, 0, last
+        self.finished = threading.Event()
+
+    def reconcile(self, model: str) -> None:
+        self.calls += 1
+        if self.calls == self.last:
+            self.finished.set()
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def look_again(self, model: str) -> float | None:
+        return None
+
+    def validate(self, check) -> None: ...
+
+    def command(self, request) -> None: ...
+
+
+def _local(worker: Flaky):
+    from bot.work import LocalWork, Reconcile
+
+    work = LocalWork(worker, lambda: None)  # type: ignore[arg-type,return-value]
+    work.retries.first = 0.0  # back off by nothing: the test waits for the runs, not the clock
+    work.start()
+    work.queue.put(Reconcile("fraud"))
+    return work
+
+
+def test_serve_retries_a_retryable_failure_after_a_backoff() -> None:
+    from bot.errors import ConflictError, TransientUpstreamError
+
+    worker = Flaky([TransientUpstreamError("GitHub 502", delay=0.0), ConflictError("main moved")], last=3)
+    work = _local(worker)
+    try:
+        assert worker.finished.wait(30)
+        assert work.queue.join_idle(30)
+    finally:
+        work.stop()
+    assert worker.calls == 3 and work.retries.pending() == 0
+
+
+def test_serve_gives_up_on_a_retryable_failure_after_the_bound(caplog) -> None:
+    from bot.errors import TransientUpstreamError
+
+    worker = Flaky([TransientUpstreamError("GitHub 503") for _ in range(6)], last=6)
+    work = _local(worker)
+    try:
+        assert worker.finished.wait(30)
+        assert work.queue.join_idle(30)
+    finally:
+        work.stop()
+    assert worker.calls == 6 and work.retries.pending() == 0  # the first try and five retries
+    assert "reconcile fraud: giving up after 5 retries" in caplog.text
+
+
+def test_serve_logs_a_permanent_failure_with_its_cause_and_does_not_retry(caplog) -> None:
+    from bot.errors import PermanentUpstreamError
+
+    try:
+        raise OSError("disk full")
+    except OSError as cause:
+        error = PermanentUpstreamError("git commit-tree failed")
+        error.__cause__ = cause
+    worker = Flaky([error], last=1)
+    work = _local(worker)
+    try:
+        assert worker.finished.wait(30)
+        assert work.queue.join_idle(30)
+    finally:
+        work.stop()
+    assert worker.calls == 1 and work.retries.pending() == 0
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "reconcile fraud failed: PermanentUpstreamError: git commit-tree failed" in record.getMessage()
+    assert "caused by OSError: disk full" in record.getMessage() and record.exc_info is not None

@@ -19,21 +19,32 @@ Every operation is counted in :class:`bot.metrics.Metrics` when one is given, wi
 limit GitHub reported on its last answer.
 
 Reviewers come from the environments repo's generated CODEOWNERS, so branch protection asks the
-right people without an extra call per pull request. Transient failures (5xx, rate limits) are
-retried by PyGithub's ``GithubRetry``; what is left becomes a releasebot error with the retry bit.
+right people without an extra call per pull request.
+
+Transient failures (5xx, 429, a primary or secondary rate limit, no answer) are retried here, with
+``stamina``, not by PyGithub's ``GithubRetry``: one policy for every call, bounded in attempts and
+in total wait, that waits what GitHub asked for (``retry-after``, or until ``x-ratelimit-reset``
+when ``x-ratelimit-remaining`` is 0) and that tests switch to no-sleep. A wait longer than
+:data:`MAX_WAIT` is not slept in a worker thread: the error goes up as a
+:class:`TransientUpstreamError` carrying that delay, for ``serve`` to schedule the key again then.
+Writes are retried too: every verb looks its object up first (a pull request by head branch, an
+issue by marker), so a create whose answer was lost is found again rather than repeated.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import requests
-from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+import stamina
+from github import Auth, Github, GithubException, GithubIntegration
 from github.CheckRun import CheckRun
 from github.PullRequest import PullRequest
 from github.Repository import Repository
@@ -50,6 +61,10 @@ ROLLOUT_CHECK = "releasebot/rollout"
 MAX_ANNOTATIONS = 50  # GitHub takes at most 50 annotations per check run request
 REFRESH_BEFORE = timedelta(minutes=5)
 _NOTE_MARKER = "<!-- releasebot:note={} -->"
+ATTEMPTS = 4  # the first try and three retries
+MAX_WAIT = 60.0  # the longest single wait in a call; a later rate-limit reset is handed up instead
+TOTAL_WAIT = 120.0  # no call retries for longer than this, whatever it is told
+log = logging.getLogger("releasebot.github")
 
 
 def repo_full_name(url: str) -> str:
@@ -163,7 +178,7 @@ class GitHubForge:
         base: str = "main",
         base_url: str = API,
         throttle: bool = True,
-        retries: int = 3,
+        retries: int = ATTEMPTS - 1,
         metrics: Metrics | None = None,
     ) -> None:
         self.repo = repo
@@ -173,27 +188,43 @@ class GitHubForge:
         self.base = base
         # PyGithub's own pacing between requests keeps us clear of secondary rate limits.
         pacing: dict[str, Any] = {} if throttle else {"seconds_between_requests": None, "seconds_between_writes": None}
-        self.gh = Github(
-            auth=_LiveToken(tokens), base_url=base_url, retry=GithubRetry(total=retries), lazy=True, **pacing
-        )
+        # retry=None: the retries are ours (see the module docstring); ``retries`` is the count.
+        self.attempts = retries + 1
+        self.gh = Github(auth=_LiveToken(tokens), base_url=base_url, retry=None, lazy=True, **pacing)
         self._repo: Repository = self.gh.get_repo(full_name)  # lazy: no request until used
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run one GitHub operation; on 401 refresh an App token once and try again."""
-        for attempt in (0, 1):
+        """Run one GitHub operation, retrying transient failures with bounded backoff (the wait
+        GitHub asked for when it said one; see :func:`_backoff`)."""
+        tried = 0
+        try:
+            for attempt in stamina.retry_context(
+                on=lambda exc: _backoff(exc), attempts=self.attempts, timeout=TOTAL_WAIT, wait_max=MAX_WAIT
+            ):
+                with attempt:
+                    tried = attempt.num
+                    return self._once(what, fn)
+        except TransientUpstreamError as exc:
+            if tried < 2:
+                raise
+            raise TransientUpstreamError(f"{exc} (still failing after {tried} attempts)", exc.delay) from exc
+        raise AssertionError("unreachable")
+
+    def _once(self, what: str, fn: Callable[[], Any]) -> Any:
+        """One try; on a 401 with an App token, mint a new token once and try again (a token can
+        expire or be revoked mid-run; a second 401 means the App's credentials are wrong)."""
+        for refreshed in (False, True):
             try:
                 result = fn()
                 self._count("ok")
                 return result
             except GithubException as exc:
                 self._count("error")
-                if exc.status == 401 and attempt == 0 and self.tokens.is_app:
+                if exc.status == 401 and not refreshed and self.tokens.is_app:
+                    log.info("GitHub answered 401 to %s; minting a new installation token once", what)
                     self.tokens.token(force=True)
                     continue
                 raise _error(what, exc) from exc
-            except requests.exceptions.RetryError as exc:
-                self._count("error")
-                raise TransientUpstreamError(f"GitHub: {what}: still failing after retries") from exc
             except requests.exceptions.RequestException as exc:
                 self._count("error")
                 raise TransientUpstreamError(f"GitHub: {what}: {type(exc).__name__}") from exc
@@ -396,12 +427,39 @@ class GitHubForge:
                 self._call(f"annotate {CHECK_NAME}", lambda o=output: run.edit(output=o))
 
 
+def _backoff(exc: Exception) -> bool | float:
+    """stamina's hook: whether to retry ``exc``, and after how long when GitHub said so."""
+    if not isinstance(exc, TransientUpstreamError):
+        return False
+    if exc.delay is None:
+        return True  # stamina's exponential backoff with jitter
+    if exc.delay > MAX_WAIT:
+        return False  # not slept here: the caller schedules the work again after exc.delay
+    log.warning("GitHub asked to wait %.0f s: %s", exc.delay, exc)
+    return exc.delay
+
+
+def _asked_wait(headers: Mapping[str, str] | None) -> float | None:
+    """The wait GitHub asks for: ``retry-after`` seconds, or until the primary rate limit resets."""
+    h = {k.lower(): v for k, v in (headers or {}).items()}
+    after = h.get("retry-after", "")
+    if after.isdigit():
+        return float(after)
+    reset = h.get("x-ratelimit-reset", "")
+    if h.get("x-ratelimit-remaining") == "0" and reset.isdigit():
+        return max(0.0, int(reset) - time.time()) + 1  # the reset falls somewhere in that second
+    return None
+
+
 def _error(what: str, exc: GithubException) -> Exception:
     data = exc.data if isinstance(exc.data, dict) else {}
     detail = "; ".join(
         [str(data.get("message", ""))] + [str(e.get("message", e)) for e in data.get("errors", []) if e]
     ).strip("; ")
     text = f"GitHub {exc.status}: {what}: {prbody.redact(detail)[:300] or 'no detail'}"
-    if exc.status in (429, 500, 502, 503, 504) or (exc.status == 403 and "rate limit" in detail.lower()):
-        return TransientUpstreamError(text)
+    wait = _asked_wait(exc.headers)
+    # GitHub says "rate limited" with 429, or with 403 and either the headers or the message.
+    limited = exc.status == 403 and (wait is not None or "rate limit" in detail.lower())
+    if exc.status in (429, 500, 502, 503, 504) or limited:
+        return TransientUpstreamError(text, delay=wait)
     return PermanentUpstreamError(text)

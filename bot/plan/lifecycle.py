@@ -10,14 +10,23 @@ from __future__ import annotations
 from bot.plan.types import BotBranch, Change, Close, Key, Note
 
 
+def persons(key: Key, branch: BotBranch | None, error: bool = False) -> Note | None:
+    """A note that the key's open branch carries a person's commits (so nothing may rewrite it),
+    or None. ``error`` when the rewrite was asked for by someone (a rollback) and is refused."""
+    if branch is None or not branch.human_commits:
+        return None
+    shas = ", ".join(c[:8] for c in branch.human_commits)
+    message = f"{key.branch} has commits by a person ({shas}); releasebot will not rewrite it"
+    return Note(key, message, error=error, tell=True)
+
+
 def _held(key: Key, branch: BotBranch | None, fp: str) -> tuple[bool, list[Note]]:
     """Whether the key's open branch already says this (same fingerprint) or is a person's now."""
     if branch is None:
         return False, []
-    if branch.human_commits:
-        shas = ", ".join(c[:8] for c in branch.human_commits)
-        message = f"{key.branch} has commits by a person ({shas}); releasebot will not rewrite it"
-        return True, [Note(key, message, tell=True)]
+    note = persons(key, branch)
+    if note is not None:
+        return True, [note]
     return branch.fingerprint == fp, []
 
 

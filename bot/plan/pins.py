@@ -13,7 +13,7 @@ from bot.manifests import inferenceservice as isvc
 from bot.manifests import rollout
 from bot.manifests.ownership import apply_owned
 from bot.plan.facts import served
-from bot.plan.lifecycle import Outcome, _moot
+from bot.plan.lifecycle import Outcome, _moot, persons
 from bot.plan.release import _apply_release, drift_follow_edit
 from bot.plan.types import Change, FileEdit, Key, Note, RepoState, Served, Version, fingerprint
 
@@ -40,6 +40,9 @@ def pin_edit(
 def _pin_subject(env_name: str, model_name: str, repo: RepoState) -> tuple[Key, str, str, Served] | Note:
     """What a rollback or unblock edits: its key, the ISVC path and text on main, what it serves."""
     key = Key(env_name, model_name, "pin")
+    taken = persons(key, repo.branches.get(key.branch), error=True)
+    if taken is not None:  # the pin branch is a person's now: a new pin would force-push over it
+        return taken
     path = isvc.path_of(env_name, model_name)
     text = repo.main_files.get(path)
     if text is None:
