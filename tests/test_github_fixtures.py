@@ -9,7 +9,7 @@ from tests.fixtures.github.extract_extra import refs
 from tests.github_api import FIXTURES, SPEC
 
 # The sha256 the upstream provenance manifest records for the subset.
-UPSTREAM_SUBSET_SHA256 = "3c5cc1a4f03aa2a9a23cc2ad371d488c8b1594869e21b138ac1580531e9830ce"
+UPSTREAM_SUBSET_SHA256 = "909602b7e6add66b5ba155ae5664a443a592929cd33b1b67b4b0ddd0ad18f271"
 
 
 def test_subset_is_the_upstream_copy_byte_for_byte():

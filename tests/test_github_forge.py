@@ -275,3 +275,58 @@ def _bad_gateway(gh: GitHubMock, method: str = "POST") -> None:
 
     url = re.compile(r"https://api\.github\.com(:443)?/repos/acme/envs/pulls(\?.*)?$")
     gh.rsps.add(responses.Response(method, url, status=502, json={"message": "Bad Gateway"}))
+
+
+def test_a_walk_verdict_is_the_releasebot_rollout_check_on_the_commit_it_judged_once() -> None:
+    from bot.plan.types import Measurement, Verdict
+    from tests.github_api import check_run
+
+    sha = "a" * 40
+    start = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    verdict = Verdict(
+        False,
+        (Measurement("error-ratio", 'sum(rate(x{revision_name="r2"}[600s]))', 0.3, 0.0, "≤ 0.01", False),),
+        start,
+        start + timedelta(minutes=10),
+    )
+    c = Change(
+        key=KEY,
+        write_back="pull-request",
+        edits=(FileEdit("p", "a", "b", ()),),
+        version="2",
+        previous="3",
+        commit_message="m",
+        title="Roll back fraud in production to v2: canary v3 failed at 10%",
+        body="b",
+        fingerprint="f",
+        verdict=verdict,
+        verdict_sha=sha,
+    )
+    external_id = "production/fraud/2026-11-22T09:00:00Z/2026-11-22T09:10:00Z"
+
+    def expect(headers: dict, body: dict) -> None:
+        assert (body["name"], body["head_sha"], body["status"], body["conclusion"]) == (
+            "releasebot/rollout",
+            sha,
+            "completed",
+            "failure",
+        )
+        assert body["external_id"] == external_id
+        assert "error-ratio" in body["output"]["summary"] and "❌ fail" in body["output"]["summary"]
+
+    listed = {"total_count": 0, "check_runs": []}
+    with GitHubMock() as gh:
+        gh.add("checks/list-for-ref", {**REPO, "ref": sha}, 200, listed, query={"check_name": "releasebot/rollout"})
+        gh.add("checks/create", REPO, 201, check_run(61, sha, "completed", "failure"), check_request=expect)
+        assert forge().verdict(c) == f"reported releasebot/rollout (failure) on {sha[:12]}"
+    # Asked again (the next pass, another replica): the check is there, nothing is created.
+    again = check_run(61, sha, "completed", "failure") | {"name": "releasebot/rollout", "external_id": external_id}
+    with GitHubMock() as gh:
+        gh.add(
+            "checks/list-for-ref",
+            {**REPO, "ref": sha},
+            200,
+            {"total_count": 1, "check_runs": [again]},
+            query={"check_name": "releasebot/rollout"},
+        )
+        assert forge().verdict(c) is None
