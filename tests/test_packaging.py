@@ -41,6 +41,7 @@ def test_the_github_app_manifest_asks_least_privilege_for_the_events_serve_handl
         "checks": "write",
         "issues": "write",
         "metadata": "read",
+        "statuses": "read",
     }
     # installation and ping reach every App without a subscription.
     assert set(app["default_events"]) == GITHUB_EVENTS - {"installation", "ping"}
