@@ -123,3 +123,27 @@ def test_rbac_manifests_are_checked_as_kubernetes_checks_them() -> None:
     role["rules"][0]["verb"] = role["rules"][0].pop("verbs")  # misspelt: the API server would refuse it
     problems = check_manifest("releasebot/argocd-role.yaml", role)
     assert problems and {p.rule for p in problems} == {"k8s"}
+
+
+def test_a_repo_generated_before_the_walk_gets_the_bot_its_token_and_role_on_render(tmp_path: Path, run_cli) -> None:
+    """The bot of an older repo had no API token and its project no Roles: render brings both, so
+    the walk can read the cluster after an upgrade, not only in freshly generated repos."""
+    repo = tmp_path / "envs"
+    assert run_cli("init", repo, "--catalog", EXAMPLE_CATALOG).code == 0
+    deployment, project = repo / "releasebot/deployment.yaml", repo / "argocd/releasebot-appproject.yaml"
+    deployment.write_text(
+        deployment.read_text().replace("automountServiceAccountToken: true", "automountServiceAccountToken: false")
+    )
+    old = yamlio.load(project.read_text(), "p")
+    old["spec"]["namespaceResourceWhitelist"] = [
+        w for w in old["spec"]["namespaceResourceWhitelist"] if w["kind"] not in ("Role", "RoleBinding")
+    ]
+    project.write_text(yamlio.dump(old))
+    assert run_cli("render", repo, "--check").code == 1
+    assert run_cli("render", repo).code == 0
+    spec = yamlio.to_plain(yamlio.load(deployment.read_text(), "d"))["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True
+    kinds = {
+        w["kind"] for w in yamlio.to_plain(yamlio.load(project.read_text(), "p"))["spec"]["namespaceResourceWhitelist"]
+    }
+    assert {"Role", "RoleBinding"} <= kinds

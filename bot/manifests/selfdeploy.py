@@ -32,6 +32,9 @@ DEPLOYMENT_OWNED = [
     Owned((*_CONTAINER, "env", Sel("name", "MLFLOW_TRACKING_URI"), "value")),
     Owned((*_CONTAINER, "envFrom")),
     Owned(("spec", "template", "spec", "volumes", Sel("name", "github-app"), "secret", "secretName")),
+    # The walk reads Argo CD and KServe with this token: a repo generated before that gets it on
+    # the next render instead of a bot that cannot load its credentials.
+    Owned(("spec", "template", "spec", "automountServiceAccountToken")),
 ]
 _RBAC_OWNED = [*_PLACED, Owned(("roleRef", "name")), Owned(("subjects",))]
 # The bot's project names the bot's own ClusterRole by name, which follows the catalog's namespace.
@@ -40,6 +43,8 @@ PROJECT_OWNED = [
     Owned(("spec", "sourceRepos")),
     Owned(("spec", "destinations")),
     Owned(("spec", "clusterResourceWhitelist")),
+    # The Role and RoleBinding in Argo CD's namespace that let the walk read Applications.
+    Owned(("spec", "namespaceResourceWhitelist")),
 ]
 APPLICATION_OWNED = [
     *_PLACED,
