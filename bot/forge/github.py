@@ -416,7 +416,10 @@ class GitHubForge:
 
     def comment(self, number: int, text: str) -> None:
         issue = self._repo.get_issue(number)  # lazy: no request for the issue itself
-        self._call(f"comment on #{number}", lambda: issue.create_comment(text))
+        # Replies quote errors, and errors quote what the libraries underneath were given (a
+        # tracking URI with its password, a token): redacted here, where the text leaves.
+        said = prbody.redact(text)
+        self._call(f"comment on #{number}", lambda: issue.create_comment(said))
 
     def pull_head(self, number: int) -> tuple[str, str, str]:
         """The head branch, head commit and base branch of pull request ``number``."""
