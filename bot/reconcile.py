@@ -19,7 +19,7 @@ from typing import Protocol
 
 from bot.catalog import CATALOG_FILE, Canary, Catalog, Environment, Model, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError, ReleasebotError, UpstreamError
-from bot.forge import Forge
+from bot.forge import Forge, proposed, record_proposed
 from bot.manifests import argocd
 from bot.manifests import inferenceservice as isvc
 from bot.plan import (
@@ -279,10 +279,39 @@ def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge |
         raise PermanentUpstreamError(f"{change.write_back} write-back is not configured here")
     verb = "updated" if expected else "pushed"
     try:
-        return f"{verb} {change.title}: {forge.propose(change, head)}"
+        said = forge.propose(change, head)
     except ReleasebotError as exc:
         exc.written = (*exc.written, f"{verb} branch {change.key.branch} at {head[:12]} (not yet proposed)")
         raise
+    _remember(repo, change, head)
+    return f"{verb} {change.title}: {said}"
+
+
+def _remember(repo: EnvRepo, change: Change, head: str) -> None:
+    """Record a pull request's head as proposed, so a held branch at that head needs no GitHub
+    call on later passes. Only pull requests: a plain branch is its own proposal."""
+    if change.write_back == "pull-request":
+        record_proposed(repo.cache_dir, change.key.branch, head)
+
+
+def repropose(repo: EnvRepo, held: tuple[Change, ...], forge_for: Callable[[str], Forge | None]) -> list[str]:
+    """Propose again the held pull-request branches whose head was never recorded as proposed:
+    a pass died after pushing them (or after opening the pull request, before recording it), or
+    this is a fresh clone. ``propose`` finds an open pull request by its head branch first, so
+    this converges to one pull request; afterwards the head is recorded and costs nothing."""
+    done: list[str] = []
+    record = proposed(repo.cache_dir)
+    for change in held:
+        assert change.held is not None
+        if change.write_back != "pull-request" or record.get(change.key.branch) == change.held:
+            continue
+        forge = forge_for(change.write_back)
+        if forge is None:
+            continue  # said by the skipped line of any change of this mode; nothing to do here
+        said = forge.propose(change, change.held)
+        _remember(repo, change, change.held)
+        done.append(f"proposed {change.key.branch} at {change.held[:12]}: {said}")
+    return done
 
 
 def reconcile(
@@ -316,6 +345,7 @@ def reconcile(
                     )
                     continue
                 result.done.append(write_back(repo, change, forge_for))
+            result.done += repropose(repo, p.held, forge_for)
             for change in p.changes:
                 if change.verdict is None:
                     continue

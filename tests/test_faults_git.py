@@ -270,3 +270,102 @@ def test_a_model_missing_from_mlflow_fails_only_its_own_keys(mlflow_url: str, tm
     # ...of its own keys only: the other model's release landed.
     assert f"committed Release fraud v{v1} to dev" in result.out
     assert f"releasebot.dev/version: '{v1}'" in world.show("main", DEV_ISVC)
+
+
+STAGING_BRANCH = "releasebot/staging/fraud/release"
+GH_REPO = {"owner": "acme", "repo": "envs"}
+PR_QUERY = {"state": "open", "head": f"acme:{STAGING_BRANCH}", "base": "main"}
+
+
+def _dies_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, after: bool = False) -> list[int]:
+    """Make the process end (SystemExit, as a kill would: nothing after it runs) the first time
+    ``owner.name`` is called: before it does anything, or ``after`` it did all of it. Later calls
+    go through. Returns the calls it cut short."""
+    original, died = getattr(owner, name), []
+
+    def dying(*args, **kwargs):
+        if died:
+            return original(*args, **kwargs)
+        died.append(1)
+        if after:
+            original(*args, **kwargs)
+        raise SystemExit(137)
+
+    monkeypatch.setattr(owner, name, dying)
+    return died
+
+
+def test_a_crash_after_the_push_before_the_pull_request_converges_to_one_pull_request(
+    mlflow_url: str, tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    from bot.forge.github import GitHubForge
+    from tests.github_api import GitHubMock, example, pull_request
+
+    world = World(mlflow_url, tmp_path, run_cli, staging_mode="pull-request")
+    monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
+    world.alias("champion", world.version(0.9))
+    died = _dies_once(monkeypatch, GitHubForge, "propose")
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        assert world.reconcile().code == 137
+        assert gh.checked == 0
+    assert died and f"refs/heads/{STAGING_BRANCH}" in world.refs()  # pushed, never proposed
+    creates: list[dict] = []
+    with GitHubMock() as gh:  # the next pass finds the branch unchanged, and proposes it
+        gh.passthru(mlflow_url)
+        gh.add("pulls/list", GH_REPO, 200, [], query=PR_QUERY)
+        gh.add(
+            "pulls/create",
+            GH_REPO,
+            201,
+            pull_request(3, STAGING_BRANCH, "t", "b"),
+            check_request=lambda h, b: creates.append(b),
+        )
+        gh.add("issues/add-labels", {**GH_REPO, "issue_number": 3}, 200, example("label-items"))
+        result = world.reconcile()
+        assert result.code == 0, result.err
+    assert "opened pull request #3" in result.out
+    assert len(creates) == 1 and creates[0]["head"] == STAGING_BRANCH
+    with GitHubMock() as gh:  # nothing registered: any GitHub call would fail the test
+        gh.passthru(mlflow_url)
+        assert world.reconcile().code == 0
+        assert gh.checked == 0  # proposed and remembered: settled again
+
+
+def test_a_crash_after_the_pull_request_was_opened_does_not_open_a_second(
+    mlflow_url: str, tmp_path: Path, run_cli, monkeypatch
+) -> None:
+    from bot.forge.github import GitHubForge
+    from tests.github_api import GitHubMock, example, pull_request, pull_simple
+
+    world = World(mlflow_url, tmp_path, run_cli, staging_mode="pull-request")
+    monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
+    world.alias("champion", world.version(0.9))
+    _dies_once(monkeypatch, GitHubForge, "propose", after=True)  # dies once the pull request is open
+    creates: list[dict] = []
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        gh.add("pulls/list", GH_REPO, 200, [], query=PR_QUERY)
+        gh.add(
+            "pulls/create",
+            GH_REPO,
+            201,
+            pull_request(3, STAGING_BRANCH, "t", "b"),
+            check_request=lambda h, b: creates.append(b),
+        )
+        gh.add("issues/add-labels", {**GH_REPO, "issue_number": 3}, 200, example("label-items"))
+        assert world.reconcile().code == 137
+    assert len(creates) == 1
+    opened = pull_simple(3, STAGING_BRANCH, creates[0]["title"], creates[0]["body"])
+    with GitHubMock() as gh:  # a fresh look finds the pull request it opened, and opens none
+        gh.passthru(mlflow_url)
+        gh.add("pulls/list", GH_REPO, 200, [opened], query=PR_QUERY)
+        result = world.reconcile()
+        assert result.code == 0, result.err
+        assert gh.checked == 1
+    assert "pull request #3 is up to date" in result.out
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        assert world.reconcile().code == 0
+        assert gh.checked == 0
+    assert len(creates) == 1  # one pull request, whatever the crash

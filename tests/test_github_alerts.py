@@ -37,8 +37,10 @@ def test_drift_opens_one_labelled_issue() -> None:
     with GitHubMock() as gh:
         gh.add("issues/list-for-repo", REPO, 200, [unrelated], query=LIST_QUERY)
         gh.add("issues/create", REPO, 201, issue(12, a.title, a.body), check_request=lambda h, b: sent.append(b))
+        # Then it looks again (another replica may have opened one meanwhile): only its own.
+        gh.add("issues/list-for-repo", REPO, 200, [existing(a), unrelated], query=LIST_QUERY)
         assert forge().alert(a) == "opened drift alert issue #12 (https://github.com/acme/envs/issues/12)"
-        assert gh.checked == 2
+        assert gh.checked == 3
     assert sent[0]["title"] == a.title and sent[0]["labels"] == ["releasebot", "drift"]
     assert sent[0]["body"].endswith("<!-- releasebot:alert=production/fraud -->")
 
@@ -112,3 +114,40 @@ def test_no_drift_and_no_open_issue_is_silent() -> None:
     with GitHubMock() as gh:
         gh.add("issues/list-for-repo", REPO, 200, [existing(alert("r1"), state="closed")], query=LIST_QUERY)
         assert forge().alert(alert("r2", raised=False)) is None
+
+
+def test_two_replicas_racing_end_with_one_open_alert_issue() -> None:
+    """Replica B looks before replica A's issue exists, so both create (#12 by A, #13 by B). Each
+    looks again after its create: A sees only its own and keeps it; B sees #12 too and closes its
+    own #13 as the duplicate. The mocks answer in the order the race asked."""
+    a, comments, closes = alert(), [], []
+    first, second = existing(a, number=12), existing(a, number=13)
+    with GitHubMock() as gh:
+        gh.add("issues/list-for-repo", REPO, 200, [], query=LIST_QUERY)  # A looks
+        gh.add("issues/create", REPO, 201, first)  # A creates #12
+        gh.add("issues/list-for-repo", REPO, 200, [first], query=LIST_QUERY)  # A looks again
+        gh.add("issues/list-for-repo", REPO, 200, [], query=LIST_QUERY)  # B had looked before #12
+        gh.add("issues/create", REPO, 201, second)  # B creates #13
+        gh.add("issues/list-for-repo", REPO, 200, [second, first], query=LIST_QUERY)  # B looks again
+        gh.add(
+            "issues/create-comment",
+            {**REPO, "issue_number": 13},
+            201,
+            example("issue-comment"),
+            check_request=lambda h, b: comments.append(b),
+        )
+        gh.add(
+            "issues/update",
+            {**REPO, "issue_number": 13},
+            200,
+            existing(a, "closed", 13),
+            check_request=lambda h, b: closes.append(b),
+        )
+        said_a, said_b = forge().alert(a), forge().alert(a)
+    assert said_a == "opened drift alert issue #12 (https://github.com/acme/envs/issues/12)"
+    assert said_b == (
+        "opened drift alert issue #13 (https://github.com/acme/envs/issues/13), "
+        "then closed it as a duplicate of #12, which another replica opened first"
+    )
+    assert comments == [{"body": "Duplicate of #12: another releasebot replica opened it first."}]
+    assert closes == [{"state": "closed", "state_reason": "duplicate"}]

@@ -69,3 +69,65 @@ def test_serve_logs_json_lines_per_event_and_per_work_item_without_secrets(capsy
     assert "https://***@github.com/" in err
     for secret in (TOKEN, GH_SECRET, ML_SECRET):
         assert secret not in err
+
+
+WEBHOOK_SECRET = "whsec-TEST-0123456789"
+
+
+def test_no_log_line_request_body_or_commit_of_a_release_carries_a_credential(
+    mlflow_url: str, tmp_path: Path, run_cli, monkeypatch, caplog
+) -> None:
+    """The grep: a release through the real parts (MLflow, git, the GitHub forge against its mocks)
+    with every credential in play — a tracking URI with a password in the environment (the
+    catalog refuses one), a GitHub token, a webhook secret, a repository URL with a token — and
+    a failure whose text quotes the tracking URI said back on a pull request. Nothing any of it
+    writes may hold one."""
+    from bot.errors import PermanentUpstreamError
+    from bot.forge.github import GitHubForge, TokenSource
+    from bot.repo import EnvRepo
+    from tests.github_api import GitHubMock, example, pull_request
+    from tests.test_release_loop import World, git
+
+    world = World(mlflow_url, tmp_path, run_cli, staging_mode="pull-request")
+    secret_uri = mlflow_url.replace("http://", f"http://admin:{PASSWORD}@")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", secret_uri)
+    monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("RELEASEBOT_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    repo = {"owner": "acme", "repo": "envs"}
+    v1 = world.version(0.9)
+    world.alias("candidate", v1)  # dev: a commit on main
+    world.alias("champion", v1)  # staging: a pull request
+    caplog.set_level(logging.DEBUG)
+    outputs: list[str] = []
+    with GitHubMock() as gh:
+        gh.passthru(mlflow_url)
+        gh.passthru(secret_uri)
+        gh.add("pulls/list", repo, 200, [])
+        gh.add("pulls/create", repo, 201, pull_request(3, "releasebot/staging/fraud/release", "t", "b"))
+        gh.add("issues/add-labels", {**repo, "issue_number": 3}, 200, example("label-items"))
+        gh.add("issues/create-comment", {**repo, "issue_number": 3}, 201, example("issue-comment"))
+        result = run_cli("--log-level", "debug", "reconcile", *world.loop)
+        assert result.code == 0, result.err
+        outputs += [result.out, result.err]
+        # A failure that quotes the tracking URI, said back on the pull request as serve does.
+        failure = PermanentUpstreamError(f"MLflow at {secret_uri} refused: token={TOKEN}")
+        forge = GitHubForge(EnvRepo(str(world.remote), tmp_path / "work"), "acme/envs", TokenSource(token=TOKEN))
+        forge.comment(3, f"releasebot could not do that: {failure}")
+        sent = [
+            f"{c.request.method} {c.request.url} {c.request.body or b''!r}"
+            for c in gh.rsps.calls
+            if "api.github.com" in c.request.url
+        ]
+    assert len(sent) == 4
+    assert "***@127.0.0.1" in sent[3]  # the credentials were in play, and said back redacted
+    remote = f"https://x-access-token:{TOKEN}@127.0.0.1:9/acme/envs.git"
+    failed = run_cli("--log-level", "debug", "plan", "--repo", remote, "--workdir", tmp_path / "w2")
+    assert failed.code == 1
+    outputs += [failed.out, failed.err]
+    commits = git(world.remote, "log", "--all", "--format=%B")
+    assert "Release fraud" in commits
+    logged = [caplog.text, *(r.getMessage() for r in caplog.records)]
+    for where, texts in (("output", outputs), ("log", logged), ("GitHub request", sent), ("commit", [commits])):
+        for text in texts:
+            for secret in (TOKEN, PASSWORD, WEBHOOK_SECRET):
+                assert secret not in text, f"a {where} holds {secret}: {text[:2000]}"

@@ -9,7 +9,11 @@ may call them again for the same key.
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from bot.plan import Alert, Change, Close, Key
@@ -66,3 +70,37 @@ def forges(
         return github[0]
 
     return forge
+
+
+# Which bot branch heads were proposed, as {branch: head}, in the clone's cache folder. A pass that
+# dies after pushing a branch and before its pull request leaves a branch the next plan holds (it
+# already says what the plan says), so nothing would ever propose it: reconcile proposes a held
+# head again when it is not recorded here. Only proposals are recorded, never plans, so a lost or
+# stale file costs one look-up per held branch (propose is idempotent), never a wrong write.
+PROPOSED_FILE = "proposed.json"
+
+
+def proposed(cache: Path) -> dict[str, str]:
+    try:
+        found = json.loads((cache / PROPOSED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: every held branch is looked up once more
+    return (
+        {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(found, dict) else {}
+    )
+
+
+def record_proposed(cache: Path, branch: str, head: str) -> None:
+    """Remember that ``branch`` at ``head`` was proposed; written whole or not at all (a crash
+    mid-write must not leave a file that forgets every other branch)."""
+    found = proposed(cache)
+    if found.get(branch) == head:
+        return
+    found[branch] = head
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cache, delete=False, encoding="utf-8") as out:
+            json.dump(found, out, sort_keys=True)
+        os.replace(out.name, cache / PROPOSED_FILE)
+    except OSError:
+        pass  # not remembered: the next pass looks the pull request up once more, nothing else

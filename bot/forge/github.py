@@ -11,7 +11,8 @@
 * ``alert``: one issue per (environment, model), found again by a hidden marker among the issues
   labelled ``releasebot``: created while drift holds, its body updated when a newer drift run
   still drifts, reopened only for a new run (a person's close stands for the run they saw), and
-  closed with a comment once a check finds no drift.
+  closed with a comment once a check finds no drift. Two replicas that both found none and both
+  opened one look again: the newer is closed as a duplicate of the older.
 
 Beyond the forge verbs, ``releasebot serve`` uses a few GitHub-only calls: a commenter's
 permission, a reply comment, a pull request's head, and the ``releasebot/validate`` check run.
@@ -306,8 +307,9 @@ class GitHubForge:
         self._call(f"comment on #{pr.number}", lambda: found.create_issue_comment(text))
         return f"commented on pull request #{pr.number}"
 
-    def alert(self, alert: Alert) -> str | None:
-        found = self._call(
+    def _alert_issues(self, alert: Alert) -> list[Any]:
+        """The issues carrying ``alert``'s marker, newest first, open or closed."""
+        return self._call(
             "look up drift alert issues",
             lambda: [
                 i
@@ -317,6 +319,27 @@ class GitHubForge:
                 if "/pull/" not in i.html_url and alert.marker in (i.body or "")
             ],
         )
+
+    def _one_alert(self, alert: Alert, created: Any) -> str:
+        """After opening ``created``: two replicas that looked before either created both open
+        one. Look again; the oldest open issue with the marker (the lowest number) is the one
+        kept, and ours, when newer, is closed as its duplicate. Each replica closes only its
+        own, so they never both close the same one, and whichever looks last sees both."""
+        said = f"opened drift alert issue #{created.number} ({created.html_url})"
+        numbers = {i.number for i in self._alert_issues(alert) if i.state == "open"} | {created.number}
+        kept = min(numbers)
+        if kept == created.number:
+            return said
+        ours = created
+        self._call(
+            f"comment on #{created.number}",
+            lambda: ours.create_comment(f"Duplicate of #{kept}: another releasebot replica opened it first."),
+        )
+        self._call(f"close #{created.number}", lambda: ours.edit(state="closed", state_reason="duplicate"))
+        return f"{said}, then closed it as a duplicate of #{kept}, which another replica opened first"
+
+    def alert(self, alert: Alert) -> str | None:
+        found = self._alert_issues(alert)
         issue = next((i for i in found if i.state == "open"), found[0] if found else None)
         body = f"{alert.body}\n\n{alert.marker}"
         title = prbody.title(alert.title)
@@ -335,7 +358,7 @@ class GitHubForge:
                 "open a drift alert issue",
                 lambda: self._repo.create_issue(title=title, body=body, labels=list(alert.labels)),
             )
-            return f"opened drift alert issue #{created.number} ({created.html_url})"
+            return self._one_alert(alert, created)
         same_run = prbody.fingerprint_in(issue.body) == alert.fingerprint
         if issue.state != "open":
             if same_run:
@@ -393,7 +416,10 @@ class GitHubForge:
 
     def comment(self, number: int, text: str) -> None:
         issue = self._repo.get_issue(number)  # lazy: no request for the issue itself
-        self._call(f"comment on #{number}", lambda: issue.create_comment(text))
+        # Replies quote errors, and errors quote what the libraries underneath were given (a
+        # tracking URI with its password, a token): redacted here, where the text leaves.
+        said = prbody.redact(text)
+        self._call(f"comment on #{number}", lambda: issue.create_comment(said))
 
     def pull_head(self, number: int) -> tuple[str, str, str]:
         """The head branch, head commit and base branch of pull request ``number``."""

@@ -103,9 +103,11 @@ def plan(
     closes: list[Close] = []
     notes: list[Note] = []
     alerts: list[Alert] = []
+    held: list[Change] = []
 
     def add(outcome: Outcome) -> None:
-        changes.extend(outcome[0])
+        changes.extend(c for c in outcome[0] if c.held is None)
+        held.extend(c for c in outcome[0] if c.held is not None)
         closes.extend(outcome[1])
         notes.extend(outcome[2])
 
@@ -115,7 +117,13 @@ def plan(
             continue
         for m in models_to_plan(cat, e, model):
             c, x, n = _plan_release(cat, e, m, registry, repo, look, walks)
-            add(([attach_capacity(cat, change, repo, canaries) for change in c], x, n))
+            add(
+                (
+                    [attach_capacity(cat, change, repo, canaries) if change.held is None else change for change in c],
+                    x,
+                    n,
+                )
+            )
             add(_plan_retrain(cat, e, m, registry, repo))
             add(_plan_pin_branch(e, m, repo))
             alerts += _plan_alert(e, m, registry, repo)
@@ -133,6 +141,7 @@ def plan(
         tuple(notes),
         tuple(alerts),
         tuple(sorted(walks, key=lambda w: w.key)),
+        tuple(sorted(held, key=lambda c: c.key)),
     )
 
 

@@ -18,7 +18,7 @@ from bot.manifests import inferenceservice as isvc
 from bot.manifests import karpenter
 from bot.manifests.ownership import Owned, apply_owned, differs
 from bot.plan.facts import plain, served
-from bot.plan.lifecycle import Outcome, _held, _moot
+from bot.plan.lifecycle import Outcome, _held, _moot, _wanted
 from bot.plan.types import CAPACITY_KEY_MODEL, Change, FileEdit, Key, RepoState, fingerprint
 
 
@@ -148,7 +148,7 @@ def _plan_capacity(cat: Catalog, env: Environment, repo: RepoState, canaries: Ca
         return _moot(key, branch, f"the {env.name} NodePool limits on main already fit the catalog")
     fp = fingerprint(key.branch, *(e.new for e in pools))
     held, notes = _held(key, branch, fp)
-    if held:
+    if notes:  # a person's branch now: said, and left alone
         return [], [], notes
     summary = _describe_limits(pools)
     title = f"Resize the {env.name} NodePool limits"
@@ -160,21 +160,16 @@ def _plan_capacity(cat: Catalog, env: Environment, repo: RepoState, canaries: Ca
         f"The {env.name} NodePool limits no longer match what the catalog and the running canaries need "
         f"(headroom x{cat.karpenter.headroom}).\n\n{summary}\n\n<!-- releasebot:fingerprint={fp} -->"
     )
-    return (
-        [
-            Change(
-                key=key,
-                write_back=env.write_back,
-                edits=pools,
-                version="-",
-                previous=None,
-                commit_message=message,
-                title=title,
-                body=body,
-                fingerprint=fp,
-                labels=("releasebot", "capacity", *env.labels),
-            )
-        ],
-        [],
-        [],
+    change = Change(
+        key=key,
+        write_back=env.write_back,
+        edits=pools,
+        version="-",
+        previous=None,
+        commit_message=message,
+        title=title,
+        body=body,
+        fingerprint=fp,
+        labels=("releasebot", "capacity", *env.labels),
     )
+    return _wanted(change, branch, held)

@@ -13,7 +13,7 @@ from bot.manifests import cronjobs
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import apply_owned
 from bot.plan.facts import plain, served
-from bot.plan.lifecycle import Outcome, _held, _moot
+from bot.plan.lifecycle import Outcome, _held, _moot, _wanted
 from bot.plan.types import Alert, Change, FileEdit, Key, RegistrySnapshot, RepoState, Version, fingerprint
 
 
@@ -105,31 +105,26 @@ def _plan_retrain(cat: Catalog, env: Environment, model: Model, registry: Regist
     edit = FileEdit(path, text, yamlio.dump(loaded, yamlio.guess_style(text)), tuple(changed))
     fp = fingerprint(key.branch, edit.new)
     held, notes = _held(key, branch, fp)
-    if held:
+    if notes:  # a person's branch now: said, and left alone
         return [], [], notes
     message = (
         f"{title}\n\n{why[0]}\n\nReleasebot-Model: {model.name}\nReleasebot-Environment: {env.name}\n"
         f"Releasebot-Drift-Run: {run_id or 'none'}\n"
     )
     body = "\n".join([*why, "", f"<!-- releasebot:fingerprint={fp} -->"])
-    return (
-        [
-            Change(
-                key=key,
-                write_back=env.write_back,
-                edits=(edit,),
-                version=serving or "-",
-                previous=serving,
-                commit_message=message,
-                title=title,
-                body=body,
-                fingerprint=fp,
-                labels=("releasebot", "drift", *env.labels),
-            )
-        ],
-        [],
-        [],
+    change = Change(
+        key=key,
+        write_back=env.write_back,
+        edits=(edit,),
+        version=serving or "-",
+        previous=serving,
+        commit_message=message,
+        title=title,
+        body=body,
+        fingerprint=fp,
+        labels=("releasebot", "drift", *env.labels),
     )
+    return _wanted(change, branch, held)
 
 
 def _plan_alert(env: Environment, model: Model, registry: RegistrySnapshot, repo: RepoState) -> list[Alert]:

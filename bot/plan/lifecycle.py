@@ -7,6 +7,8 @@ Release, pin, capacity and retrain changes all ask this before proposing anythin
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.plan.types import BotBranch, Change, Close, Key, Note
 
 
@@ -31,6 +33,15 @@ def _held(key: Key, branch: BotBranch | None, fp: str) -> tuple[bool, list[Note]
 
 
 Outcome = tuple[list[Change], list[Close], list[Note]]
+
+
+def _wanted(change: Change, branch: BotBranch | None, held: bool) -> Outcome:
+    """``change`` as the outcome of its key: to be written, or — when its open branch already
+    says it — handed out as held at that branch's head, for reconcile to make sure it was
+    proposed (a pass may have died after the push and before the pull request)."""
+    if held and branch is not None:
+        return [replace(change, held=branch.head)], [], []
+    return [change], [], []
 
 
 def _moot(key: Key, branch: BotBranch | None, reason: str) -> Outcome:

@@ -14,7 +14,7 @@ from bot.manifests import cronjobs
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import Owned, apply_owned, differs, has
 from bot.plan.facts import plain, served
-from bot.plan.lifecycle import _held, _moot, _noted
+from bot.plan.lifecycle import _held, _moot, _noted, _wanted
 from bot.plan.types import (
     Change,
     Close,
@@ -167,7 +167,7 @@ def _plan_release(
         return _moot(key, branch, f"main already serves version {wanted}")
     fp = fingerprint(key.branch, version.version, version.storage_uri, *(e.new for e in edits))
     held, notes = _held(key, branch, fp)
-    if held:
+    if notes:  # a person's branch now: said, and left alone
         return [], [], notes
     previous_v = state.versions.get(now.version) if (state and now.version) else None
     supersedes = branch.version if branch is not None and branch.version != version.version else None
@@ -188,7 +188,7 @@ def _plan_release(
         supersedes=supersedes,
         labels=("releasebot", *env.labels),
     )
-    return [change], [], []
+    return _wanted(change, branch, held)
 
 
 def models_to_plan(cat: Catalog, env: Environment, model: str | None) -> tuple[Model, ...]:

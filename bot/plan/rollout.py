@@ -32,7 +32,7 @@ from bot.manifests import inferenceservice as isvc
 from bot.manifests import rollout
 from bot.manifests.ownership import apply_owned
 from bot.plan.facts import plain
-from bot.plan.lifecycle import Outcome, _held
+from bot.plan.lifecycle import Outcome, _held, _wanted
 from bot.plan.release import _apply_release, drift_follow_edit
 from bot.plan.types import (
     AnalysisRequest,
@@ -294,7 +294,7 @@ def plan_walk(
     def propose(edits: tuple[FileEdit, ...], title: str, message: str, body: str, version: Version, **extra) -> Outcome:
         fp = fingerprint(key.branch, title, *(e.new for e in edits))
         held, notes = _held(key, branch, fp)
-        if held:
+        if notes:  # a person's branch now: said, and left alone
             return [], [], notes
         change = Change(
             key=key,
@@ -309,7 +309,7 @@ def plan_walk(
             labels=("releasebot", "rollout", *env.labels),
             **extra,
         )
-        return [change], [], []
+        return _wanted(change, branch, held)
 
     if not under_way(env, now) or wanted.version != now.version:
         # A new version starts a walk (or restarts one that another version had under way).

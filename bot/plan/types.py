@@ -172,6 +172,11 @@ class Change:
     # reported as the ``releasebot/rollout`` check on that commit.
     verdict: Verdict | None = None
     verdict_sha: str | None = None
+    # The head of the open bot branch that already says exactly this (same fingerprint): nothing
+    # to push. The plan still hands the change out, in ``Plan.held``, because a pass that died
+    # between pushing the branch and proposing it left a branch nobody was asked to review;
+    # reconcile proposes such a head again unless it remembers proposing it.
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,10 @@ class Plan:
     notes: tuple[Note, ...]
     alerts: tuple[Alert, ...] = ()
     walks: tuple[Walk, ...] = ()
+    # Changes whose open branch already says them (``Change.held`` is its head): not to be
+    # written, only to be proposed if that never happened. Kept apart from ``changes`` so that
+    # everything reading a plan as "what would be written" reads it as before.
+    held: tuple[Change, ...] = ()
 
     @property
     def next_look(self) -> datetime | None:
