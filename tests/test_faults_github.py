@@ -186,6 +186,13 @@ def _check_expected(gh: GitHubMock, world, sha: str, sent: list[dict]) -> None:
     from tests.test_service import REPO as SERVICE_REPO
 
     gh.passthru(world.url)  # MLflow
+    gh.add(
+        "checks/list-for-ref",
+        {**SERVICE_REPO, "ref": sha},
+        200,
+        {"total_count": 0, "check_runs": []},
+        query={"check_name": "releasebot/validate"},
+    )
     gh.add("checks/create", SERVICE_REPO, 201, check_run(51, sha))
     gh.add(
         "checks/update",
@@ -234,3 +241,35 @@ def test_any_failure_while_validating_still_completes_the_check(world, monkeypat
     assert (
         "RecursionError: maximum recursion depth exceeded while reading blueprints/x.yaml" in done["output"]["summary"]
     )
+
+
+def test_a_crash_between_starting_and_finishing_a_check_ends_with_one_concluded_check(world) -> None:
+    """The worker died after creating the releasebot/validate check run (it stays in progress on
+    GitHub); the check is run again: it takes that run up and concludes it, creating none."""
+    from bot.intake import CheckRequest
+    from tests.github_api import check_run
+    from tests.test_service import REPO as SERVICE_REPO
+    from tests.test_service import service
+
+    sha = _pr_head(world, lambda clone: (clone / "notes.txt").write_text("x\n"))
+    left = check_run(51, sha)  # in progress, as the dead worker left it
+    sent: list[dict] = []
+    with GitHubMock() as gh:
+        gh.passthru(world.url)
+        gh.add(
+            "checks/list-for-ref",
+            {**SERVICE_REPO, "ref": sha},
+            200,
+            {"total_count": 1, "check_runs": [left]},
+            query={"check_name": "releasebot/validate"},
+        )
+        gh.add(
+            "checks/update",
+            {**SERVICE_REPO, "check_run_id": 51},
+            200,
+            check_run(51, sha, "completed", "success"),
+            check_request=lambda h, b: sent.append(b),
+        )
+        service(world).validate(CheckRequest(sha, "tune", 12))
+    [done] = sent  # no checks/create: a second create would be an unexpected request
+    assert done["status"] == "completed" and done["conclusion"] == "success"

@@ -130,6 +130,13 @@ def test_the_validate_check_run_annotates_file_and_line(world: World) -> None:
     sent: list[dict] = []
     with GitHubMock() as gh:
         gh.passthru(world.url)
+        gh.add(
+            "checks/list-for-ref",
+            {**REPO, "ref": sha},
+            200,
+            {"total_count": 0, "check_runs": []},
+            query={"check_name": "releasebot/validate"},
+        )
         gh.add("checks/create", REPO, 201, check_run(41, sha), check_request=lambda h, b: sent.append(b))
         gh.add(
             "checks/update",
@@ -150,6 +157,13 @@ def test_the_validate_check_run_annotates_file_and_line(world: World) -> None:
     with GitHubMock() as gh:  # main itself is valid
         gh.passthru(world.url)
         main = git(world.remote, "rev-parse", "main").strip()
+        gh.add(
+            "checks/list-for-ref",
+            {**REPO, "ref": main},
+            200,
+            {"total_count": 0, "check_runs": []},
+            query={"check_name": "releasebot/validate"},
+        )
         gh.add("checks/create", REPO, 201, check_run(42, main))
         gh.add(
             "checks/update",

@@ -431,6 +431,16 @@ class GitHubForge:
         return self._call(f"read pull request #{number}", read)
 
     def start_check(self, head_sha: str) -> CheckRun:
+        """The check run to report on: one left unfinished on this commit (a worker that died
+        between starting and finishing it; the check is run again) is taken up, so a commit ends
+        with one check, concluded; else a new one."""
+        commit = self._repo.get_commit(head_sha)  # lazy: no request of its own
+        runs = self._call(
+            f"list {CHECK_NAME} on {head_sha[:12]}", lambda: list(commit.get_check_runs(check_name=CHECK_NAME))
+        )
+        unfinished = [r for r in runs if r.status != "completed"]
+        if unfinished:
+            return min(unfinished, key=lambda r: r.id)
         return self._call(
             f"start {CHECK_NAME} on {head_sha[:12]}",
             lambda: self._repo.create_check_run(name=CHECK_NAME, head_sha=head_sha, status="in_progress"),
