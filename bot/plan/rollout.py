@@ -214,18 +214,23 @@ def _edit(path: str, text: str, apply) -> FileEdit | None:
     return FileEdit(path, text, yamlio.dump(doc, yamlio.guess_style(text)), tuple(changed))
 
 
+def _version_annotations(doc: object, version: Version) -> list[str]:
+    """Only the version and run annotations: in Standard mode the stable predictor keeps serving
+    what it served, and the version moves with the canary."""
+    annotations = {isvc.VERSION_ANNOTATION: version.version}
+    if version.run_id:
+        annotations[isvc.RUN_ANNOTATION] = version.run_id
+    desired = yamlio.quote_ambiguous({"metadata": {"annotations": annotations}})
+    return apply_owned(doc, desired, isvc.RELEASE_ANNOTATIONS)
+
+
 def _start_edit(cat: Catalog, env: Environment, path: str, text: str, version: Version, stable: str) -> FileEdit | None:
     assert env.canary is not None
     percent = env.canary.steps[0]
 
     def apply(doc: object) -> list[str]:
         if cat.standard_mode:
-            annotations = {isvc.VERSION_ANNOTATION: version.version}
-            if version.run_id:
-                annotations[isvc.RUN_ANNOTATION] = version.run_id
-            changed = apply_owned(
-                doc, yamlio.quote_ambiguous({"metadata": {"annotations": annotations}}), isvc.RELEASE_ANNOTATIONS
-            )
+            changed = _version_annotations(doc, version)
             return changed + rollout.set_walk(doc, True, 0, percent, stable, (version.version, version.storage_uri))
         return _apply_release(doc, version) + rollout.set_walk(doc, False, 0, percent, stable)
 
@@ -238,12 +243,7 @@ def _end_edit(cat: Catalog, path: str, text: str, back_to: Version | None, block
     def apply(doc: object) -> list[str]:
         changed = rollout.set_walk(doc, cat.standard_mode, None, None, None)
         if back_to is not None and cat.standard_mode:
-            annotations = {isvc.VERSION_ANNOTATION: back_to.version}
-            if back_to.run_id:
-                annotations[isvc.RUN_ANNOTATION] = back_to.run_id
-            changed += apply_owned(
-                doc, yamlio.quote_ambiguous({"metadata": {"annotations": annotations}}), isvc.RELEASE_ANNOTATIONS
-            )
+            changed += _version_annotations(doc, back_to)
         elif back_to is not None:
             changed += _apply_release(doc, back_to)
         if block:
