@@ -8,6 +8,7 @@ owner is declared here: the catalog owns shape and sizing, the registry owns wha
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bot.blueprints import BlueprintSet
@@ -62,6 +63,16 @@ PIN_ANNOTATIONS = [
     Owned(("metadata", "annotations", PINNED_ANNOTATION)),
     Owned(("metadata", "annotations", BLOCKED_ANNOTATION)),
 ]
+
+
+def blocked_in(annotations: Any) -> set[str]:
+    """The versions a manifest's annotations block (a comma-separated list)."""
+    return {v.strip() for v in str(annotations.get(BLOCKED_ANNOTATION, "")).split(",") if v.strip()}
+
+
+def blocked_text(versions: Iterable[str]) -> str:
+    """The blocked-versions annotation for ``versions``, in version order (2 before 10)."""
+    return ",".join(sorted(versions, key=lambda v: (len(v), v)))
 
 
 def path_of(env: str, model: str) -> str:

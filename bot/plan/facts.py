@@ -51,7 +51,7 @@ def _parse(text: str, path: str) -> Served:
     # Facts need plain data, not round trip: the fast reader, under the same guard.
     doc = plain(text, path)
     annotations = (doc.get("metadata") or {}).get("annotations") or {}
-    blocked = {v.strip() for v in str(annotations.get(isvc.BLOCKED_ANNOTATION, "")).split(",") if v.strip()}
+    blocked = isvc.blocked_in(annotations)
     version = annotations.get(isvc.VERSION_ANNOTATION)
     pinned = annotations.get(isvc.PINNED_ANNOTATION)
     step, stable = rollout.walk_of(doc)

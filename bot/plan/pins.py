@@ -27,7 +27,7 @@ def pin_edit(
     if pinned:
         annotations[isvc.PINNED_ANNOTATION] = pinned
     if blocked:
-        annotations[isvc.BLOCKED_ANNOTATION] = ",".join(sorted(blocked, key=lambda v: (len(v), v)))
+        annotations[isvc.BLOCKED_ANNOTATION] = isvc.blocked_text(blocked)
     changed = apply_owned(doc, yamlio.quote_ambiguous({"metadata": {"annotations": annotations}}), isvc.PIN_ANNOTATIONS)
     if version is not None:
         # Serving a version by hand ends any canary walk under way: no split, no walk state.

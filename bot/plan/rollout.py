@@ -30,7 +30,7 @@ from bot import prbody, yamlio
 from bot.catalog import Canary, Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
 from bot.manifests import rollout
-from bot.manifests.ownership import apply_owned
+from bot.manifests.ownership import Owned, apply_owned, get
 from bot.plan.facts import plain
 from bot.plan.lifecycle import Outcome, _held, _wanted
 from bot.plan.release import _apply_release, drift_follow_edit
@@ -247,12 +247,11 @@ def _end_edit(cat: Catalog, path: str, text: str, back_to: Version | None, block
         elif back_to is not None:
             changed += _apply_release(doc, back_to)
         if block:
-            annotations = doc["metadata"].setdefault("annotations", {})  # type: ignore[index]
-            blocked = {v.strip() for v in str(annotations.get(isvc.BLOCKED_ANNOTATION, "")).split(",") if v.strip()}
-            if block not in blocked:
-                blocked.add(block)
-                annotations[isvc.BLOCKED_ANNOTATION] = ",".join(sorted(blocked, key=lambda v: (len(v), v)))
-                changed.append(f"metadata.annotations.{isvc.BLOCKED_ANNOTATION}")
+            blocked = isvc.blocked_in(get(doc, ("metadata", "annotations")) or {}) | {block}
+            desired = {"metadata": {"annotations": {isvc.BLOCKED_ANNOTATION: isvc.blocked_text(blocked)}}}
+            changed += apply_owned(
+                doc, yamlio.quote_ambiguous(desired), [Owned(("metadata", "annotations", isvc.BLOCKED_ANNOTATION))]
+            )
         return changed
 
     return _edit(path, text, apply)
