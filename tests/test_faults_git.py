@@ -295,11 +295,27 @@ def _dies_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, after:
     return died
 
 
+def _expect_one_pull_request(gh, creates: list[dict]) -> None:
+    """GitHub as a pass that opens the staging pull request sees it: none yet, one created (its
+    request recorded in ``creates``), labelled."""
+    from tests.github_api import example, pull_request
+
+    gh.add("pulls/list", GH_REPO, 200, [], query=PR_QUERY)
+    gh.add(
+        "pulls/create",
+        GH_REPO,
+        201,
+        pull_request(3, STAGING_BRANCH, "t", "b"),
+        check_request=lambda h, b: creates.append(b),
+    )
+    gh.add("issues/add-labels", {**GH_REPO, "issue_number": 3}, 200, example("label-items"))
+
+
 def test_a_crash_after_the_push_before_the_pull_request_converges_to_one_pull_request(
     mlflow_url: str, tmp_path: Path, run_cli, monkeypatch
 ) -> None:
     from bot.forge.github import GitHubForge
-    from tests.github_api import GitHubMock, example, pull_request
+    from tests.github_api import GitHubMock
 
     world = World(mlflow_url, tmp_path, run_cli, staging_mode="pull-request")
     monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
@@ -313,15 +329,7 @@ def test_a_crash_after_the_push_before_the_pull_request_converges_to_one_pull_re
     creates: list[dict] = []
     with GitHubMock() as gh:  # the next pass finds the branch unchanged, and proposes it
         gh.passthru(mlflow_url)
-        gh.add("pulls/list", GH_REPO, 200, [], query=PR_QUERY)
-        gh.add(
-            "pulls/create",
-            GH_REPO,
-            201,
-            pull_request(3, STAGING_BRANCH, "t", "b"),
-            check_request=lambda h, b: creates.append(b),
-        )
-        gh.add("issues/add-labels", {**GH_REPO, "issue_number": 3}, 200, example("label-items"))
+        _expect_one_pull_request(gh, creates)
         result = world.reconcile()
         assert result.code == 0, result.err
     assert "opened pull request #3" in result.out
@@ -336,7 +344,7 @@ def test_a_crash_after_the_pull_request_was_opened_does_not_open_a_second(
     mlflow_url: str, tmp_path: Path, run_cli, monkeypatch
 ) -> None:
     from bot.forge.github import GitHubForge
-    from tests.github_api import GitHubMock, example, pull_request, pull_simple
+    from tests.github_api import GitHubMock, pull_simple
 
     world = World(mlflow_url, tmp_path, run_cli, staging_mode="pull-request")
     monkeypatch.setenv("RELEASEBOT_GITHUB_TOKEN", "ghs_test")
@@ -345,15 +353,7 @@ def test_a_crash_after_the_pull_request_was_opened_does_not_open_a_second(
     creates: list[dict] = []
     with GitHubMock() as gh:
         gh.passthru(mlflow_url)
-        gh.add("pulls/list", GH_REPO, 200, [], query=PR_QUERY)
-        gh.add(
-            "pulls/create",
-            GH_REPO,
-            201,
-            pull_request(3, STAGING_BRANCH, "t", "b"),
-            check_request=lambda h, b: creates.append(b),
-        )
-        gh.add("issues/add-labels", {**GH_REPO, "issue_number": 3}, 200, example("label-items"))
+        _expect_one_pull_request(gh, creates)
         assert world.reconcile().code == 137
     assert len(creates) == 1
     opened = pull_simple(3, STAGING_BRANCH, creates[0]["title"], creates[0]["body"])
