@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-Kind = Literal["release", "pin", "capacity", "retrain", "alert"]
+Kind = Literal["release", "pin", "capacity", "retrain", "alert", "quality"]
 KINDS: frozenset[str] = frozenset(("release", "pin", "capacity", "retrain"))  # the kinds that have branches
 CAPACITY_KEY_MODEL = "karpenter"  # capacity changes are keyed (environment, "karpenter", "capacity")
 DRIFT_TAG = "releasebot.drift"  # model version tags: releasebot.drift.<environment>.<status|share|run_id|checked_at>
+# Model version tag: releasebot.quality.<environment> = "passed" or "failed: <why>" (the quality gate).
+QUALITY_TAG = "releasebot.quality"
 TRAILERS = ("Releasebot-Model", "Releasebot-Version", "Releasebot-Run", "Releasebot-Environment")
 
 
@@ -177,6 +179,12 @@ class Change:
     # between pushing the branch and proposing it left a branch nobody was asked to review;
     # reconcile proposes such a head again unless it remembers proposing it.
     held: str | None = None
+    # Between environments: GitHub merges it once branch protection allows (the catalog's
+    # ``autoMerge``), the catalog's reviewers are asked, and the quality gate's evidence.
+    auto_merge: bool = False
+    reviewers: tuple[str, ...] = ()
+    team_reviewers: tuple[str, ...] = ()
+    gate: Gate | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,56 @@ class Alert:
 
     @property
     def marker(self) -> str:
-        return f"<!-- releasebot:alert={self.key.environment}/{self.key.model} -->"
+        # Drift alerts (kind "alert") keep the marker they always had; the quality gate's
+        # tracking issue (kind "quality") has its own.
+        return f"<!-- releasebot:{self.key.kind}={self.key.environment}/{self.key.model} -->"
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """One line of the quality gate: a metric of the candidate against the baseline, or a tag."""
+
+    name: str
+    candidate: str | None  # the value, as MLflow holds it (None: missing)
+    baseline: str | None
+    rule: str  # what was required, said for people: "≥ baseline + 0.005", "tag present"
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The quality gate's verdict on one version for one environment, with its evidence."""
+
+    key: Key  # (environment, model, "release")
+    version: str
+    baseline: str | None  # the version compared with (serving there, or @champion); None: none
+    passed: bool
+    rows: tuple[GateRow, ...]
+    summary: str  # one line: "passed 2 of 2 checks against v3" / "failed: accuracy 0.91 < 0.93"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One step of a walk as a GitHub deployment: the main commit that carried the step into the
+    environment, and how that step went. Forges make GitHub say the same (idempotently)."""
+
+    key: Key  # (environment, model, "release")
+    sha: str  # the main commit that landed the step
+    version: str
+    step: str  # "1/4" … "4/4" (the promotion), "rollback"
+    percent: int | None
+    state: Literal["in_progress", "success", "failure"]
+    description: str
+
+
+@dataclass(frozen=True)
+class VersionTag:
+    """A tag the plan wants on a model version in MLflow (only when it differs from today's)."""
+
+    registered_model: str
+    version: str
+    name: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -243,6 +300,9 @@ class Plan:
     # written, only to be proposed if that never happened. Kept apart from ``changes`` so that
     # everything reading a plan as "what would be written" reads it as before.
     held: tuple[Change, ...] = ()
+    deployments: tuple[Deployment, ...] = ()
+    tags: tuple[VersionTag, ...] = ()
+    gates: tuple[Gate, ...] = ()  # every gate evaluated this pass, passed or not
 
     @property
     def next_look(self) -> datetime | None:
