@@ -27,6 +27,8 @@ when the drifted share reaches ``drift_share``. Memory is bounded by ``--sample`
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import tempfile
@@ -37,6 +39,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bot.errors import ConfigError, PermanentUpstreamError
+from bot.progress import Progress, silent
 from bot.registry import Registry
 from bot.resources import schemas_dir
 
@@ -208,12 +211,17 @@ def validate_result(result: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(schema).validate(result)
 
 
-def run(job: DriftJob, registry: Registry, now: datetime | None = None) -> dict[str, Any]:
-    """Run one drift check; return the result document. MLflow is written only at the end."""
+def run(job: DriftJob, registry: Registry, now: datetime | None = None, progress: Progress = silent) -> dict[str, Any]:
+    """Run one drift check; return the result document. MLflow is written only at the end.
+    ``progress`` hears of each of its steps."""
     now = now or datetime.now(UTC)
+    steps = 5
+    progress(0, steps, "finding the served version")
     version = _served_version(job, registry)
     reference_uri = job.reference or _training_reference(registry, job.registered_model, version)
+    progress(1, steps, "reading the reference")
     reference = load_frame(reference_uri, "reference")
+    progress(2, steps, "reading the current window")
     current = load_frame(job.current, "current")
     columns = list(reference.columns)
     check_frames(reference, current, columns)
@@ -231,10 +239,13 @@ def run(job: DriftJob, registry: Registry, now: datetime | None = None) -> dict[
     if len(reference) > job.sample:
         reference, sampled = reference.sample(n=job.sample, random_state=0), True
     rows["sampled"] = sampled
+    progress(3, steps, "comparing with Evidently")
     raw, snapshot = _run_evidently(job, reference, current)
     result = _result(job, version, raw, rows, now)
     validate_result(result)
+    progress(4, steps, "recording in MLflow")
     _record(job, registry, version, result, snapshot)
+    progress(steps, steps, "")
     return result
 
 
@@ -292,7 +303,10 @@ def _record(job: DriftJob, registry: Registry, version: str, result: dict[str, A
         snapshot.save_html(str(Path(tmp) / "report.html"))
         client.log_artifact(run_id, str(Path(tmp) / "drift-result.json"))
         client.log_artifact(run_id, str(Path(tmp) / "report.html"))
-    client.set_terminated(run_id)
+    # MLflow's client prints the run's link on stdout as a run ends; stdout is the command's
+    # result (one JSON document with --output json), which names the run already.
+    with contextlib.redirect_stdout(io.StringIO()):
+        client.set_terminated(run_id)
     for key, value in drift_tags(job.environment, result).items():
         client.set_model_version_tag(job.registered_model, version, key, value)
 

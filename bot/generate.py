@@ -17,6 +17,7 @@ from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, load_catalog
 from bot.errors import ConfigError
 from bot.manifests.render import dir_reader, list_files, plan_render, write_changes
+from bot.progress import Progress, silent
 from bot.repo import init_repository
 
 
@@ -28,8 +29,9 @@ class Created:
     branch: str
 
 
-def init_environments(target: Path, catalog_file: Path) -> Created:
-    """Generate every manifest the catalog asks for into a new git repository at ``target``."""
+def init_environments(target: Path, catalog_file: Path, progress: Progress = silent) -> Created:
+    """Generate every manifest the catalog asks for into a new git repository at ``target``;
+    ``progress`` hears of each file rendered."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"{target} already exists and is not empty")
     cat = load_catalog(catalog_file)
@@ -42,7 +44,9 @@ def init_environments(target: Path, catalog_file: Path) -> Created:
         if cat.blueprints is not None:
             rel = cat.blueprints.resolve().relative_to(catalog_file.resolve().parent)
             shutil.copytree(cat.blueprints, staging / rel)
-        plan = plan_render(cat, BlueprintSet(cat.blueprints), dir_reader(staging), list_files(staging))
+        plan = plan_render(
+            cat, BlueprintSet(cat.blueprints), dir_reader(staging), list_files(staging), progress=progress
+        )
         write_changes(staging, plan.changes)
         sha = init_repository(
             staging,

@@ -41,6 +41,7 @@ from bot.plan import (
     under_way,
 )
 from bot.plan.types import AnalysisRequest, AppStatus, ClusterSnapshot, IsvcStatus, Verdict
+from bot.progress import Progress, silent
 from bot.registry import Registry
 from bot.repo import EnvRepo
 
@@ -321,24 +322,32 @@ def reconcile(
     env: str | None = None,
     model: str | None = None,
     watch: Watch | None = None,
+    progress: Progress = silent,
 ) -> Result:
     """Carry out the plan. ``forge_for(mode)`` gives the forge of a write-back mode, or None when
     that mode is not available here: its changes are then skipped, and said so. ``watch`` lets
-    release walks under way move (without it they wait).
+    release walks under way move (without it they wait). ``progress`` hears of each change
+    written and each branch closed.
 
     A failure goes up with ``written`` listing what this pass did write before it."""
     landed: list[str] = []  # written by attempts that then met a conflict
     for attempt in range(ATTEMPTS):
         result: Result | None = None
         try:
+            progress(0, None, "reading the repository and the registry")
             cat, p = make_plan(repo, registry_for, env, model, watch)
             result = Result(p, cat)
+            total = len(p.changes) + len(p.closes)
             committed = [c for c in p.changes if c.write_back == "commit"]
+            progress(0, total, f"committing {len(committed)} change(s) to {repo.branch}" if committed else "")
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
                 result.done.append(_committed(repo, change, sha))
+            done = len(committed)
             for change in p.changes:
                 if change.write_back == "commit":
                     continue
+                progress(done, total, change.key.branch)
+                done += 1
                 if forge_for(change.write_back) is None:
                     result.skipped.append(
                         f"{change.key.branch}: {change.write_back} write-back is not configured here; skipped"
@@ -369,9 +378,12 @@ def reconcile(
                 if said:
                     result.done.append(said)
             for close in p.closes:
+                progress(done, total, close.branch.name)
+                done += 1
                 forge = forge_for(cat.environment(close.key.environment).write_back) or forge_for("branch")
                 assert forge is not None
                 result.done.append(forge.withdraw(close))
+            progress(done, total, "")
             result.done[:0] = landed
             return result
         except ReleasebotError as exc:

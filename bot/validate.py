@@ -35,6 +35,7 @@ from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.cron import cron_error
 from bot.errors import InvalidInput, Problem, YamlError
 from bot.manifests.render import blueprint_prefix, dir_reader, list_files, orphans, target_paths
+from bot.progress import Progress, silent
 from bot.schemacheck import builtin_validator, check, crd_validator, describe
 
 # (apiVersion, kind) -> the vendored schemas a manifest must pass, relative to schemas/crds/.
@@ -210,7 +211,8 @@ def _placement_problems(cat: Catalog, file: str, raw: Any, doc: Any) -> list[Pro
     return []
 
 
-def validate_repo(root: Path) -> Report:
+def validate_repo(root: Path, progress: Progress = silent) -> Report:
+    """Every check, over every file under ``root``; ``progress`` hears of each manifest checked."""
     problems: list[Problem] = []
     files = list_files(root)
     cat: Catalog | None = None
@@ -225,10 +227,10 @@ def validate_repo(root: Path) -> Report:
             problems.append(_from_yaml_error(exc))
     k8s_version = cat.kubernetes_version if cat else DEFAULT_K8S_VERSION
     blueprints = blueprint_prefix(cat) if cat else None
+    manifests = [rel for rel in files if rel.endswith((".yaml", ".yml")) and rel != CATALOG_FILE]
     checked = 0
-    for rel in files:
-        if not rel.endswith((".yaml", ".yml")) or rel == CATALOG_FILE:
-            continue
+    for rel in manifests:
+        progress(checked, len(manifests), rel)
         checked += 1
         try:
             text = yamlio.read_text(root / rel, rel)
@@ -241,6 +243,7 @@ def validate_repo(root: Path) -> Report:
             problems.append(_from_yaml_error(exc))
             continue
         problems += found
+    progress(checked, len(manifests), "")
     if cat is not None:
         problems += _cross_file_problems(cat, root, files)
     return Report(sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.path, p.message)), checked)

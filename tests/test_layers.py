@@ -27,6 +27,8 @@ ADAPTERS = {
     "bot.server",
 }
 LIBRARIES = {"mlflow", "git", "github", "kubernetes", "requests", "urllib3", "httpx", "subprocess", "socket"}
+# Terminals are the CLI's business: the core reports progress through a callback (bot.progress).
+LIBRARIES |= {"rich", "shtab"}
 
 
 def _module_files() -> dict[str, Path]:

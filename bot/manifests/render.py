@@ -23,6 +23,7 @@ from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, RESERVED_DIRS, Catalog, Environment, Model
 from bot.manifests import argocd, cronjobs, inferenceservice, karpenter, namespaces, rollout, selfdeploy
 from bot.manifests.ownership import Owned, Sel, apply_owned
+from bot.progress import Progress, silent
 from bot.resources import schemas_dir
 
 SCHEMA_COPY = ".releasebot/catalog.schema.json"
@@ -265,17 +266,28 @@ def orphans(cat: Catalog, expected: set[str], listing: Iterable[str]) -> list[st
 
 
 def plan_render(
-    cat: Catalog, bp: BlueprintSet, read: Reader, listing: Iterable[str], prune: bool = False
+    cat: Catalog,
+    bp: BlueprintSet,
+    read: Reader,
+    listing: Iterable[str],
+    prune: bool = False,
+    progress: Progress = silent,
 ) -> RenderPlan:
     # One target rendered at a time: holding every rendered document of a 5,000-model fleet at
     # once took over a gigabyte.
     changes: list[FileChange] = []
     expected = {CATALOG_FILE}
+    # Counting the targets renders nothing; only asked for when someone watches.
+    total = len(target_paths(cat, bp, read)) if progress is not silent else None
+    done = 0
     for path, kind, render, owned in _wanted(cat, bp, read):
+        progress(done, total, path)
+        done += 1
         expected.add(path)
         change = _plan_one(Target(path, kind, render(), owned), read(path))
         if change is not None:
             changes.append(change)
+    progress(done, total, "")
     orphan_files = orphans(cat, expected, listing)
     if prune:
         changes += [FileChange(p, "delete", read(p), None) for p in orphan_files]
