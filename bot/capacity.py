@@ -84,24 +84,53 @@ def limits(cat: Catalog, env: Environment, canaries: Iterable[str] = ()) -> dict
     return out
 
 
-def report(cat: Catalog, env: Environment, canaries: Iterable[str] = ()) -> list[dict[str, str]]:
-    """One row per pool for ``releasebot plan --capacity``."""
+@dataclass(frozen=True)
+class PoolUsage:
+    """One pool of one environment: what its models request at max replicas, its limits, nodes."""
+
+    environment: str
+    pool: str  # "cpu" or "gpu"
+    cpu_requests: Decimal  # cores
+    memory_requests: Decimal  # bytes
+    gpus: int
+    cpu_limit: int  # cores
+    memory_limit: str  # as the NodePool says it ("28Gi")
+    nodes: int  # the estimate, on the typical node of the pool
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        return int(quantity.parse(self.memory_limit))
+
+
+def usage(cat: Catalog, env: Environment, canaries: Iterable[str] = ()) -> list[PoolUsage]:
+    """The CPU pool, and the GPU pool when some model needs GPUs."""
     cpu, gpu = totals(cat, env, canaries)
-    rows = []
+    out = []
     for pool, t, is_gpu in (("cpu", cpu, False), ("gpu", gpu, True)):
         if is_gpu and not needs_gpu_pool(cat, env):
             continue
         lim = t.limits(cat.karpenter.headroom)
-        rows.append(
-            {
-                "environment": env.name,
-                "pool": pool,
-                "cpu requests": f"{t.cpu.normalize():f}",
-                "memory requests": f"{(t.memory / quantity.GIB).quantize(Decimal('0.1'))}Gi",
-                "gpus": str(t.gpus),
-                "cpu limit": str(lim["cpu"]),
-                "memory limit": str(lim["memory"]),
-                "nodes (est.)": str(t.nodes(is_gpu)),
-            }
-        )
-    return rows
+        out.append(PoolUsage(env.name, pool, t.cpu, t.memory, t.gpus, lim["cpu"], lim["memory"], t.nodes(is_gpu)))
+    return out
+
+
+def rows(pools: Iterable[PoolUsage]) -> list[dict[str, str]]:
+    """One row per pool for people (``releasebot plan --capacity``); scripts read the values."""
+    return [
+        {
+            "environment": u.environment,
+            "pool": u.pool,
+            "cpu requests": f"{u.cpu_requests.normalize():f}",
+            "memory requests": f"{(u.memory_requests / quantity.GIB).quantize(Decimal('0.1'))}Gi",
+            "gpus": str(u.gpus),
+            "cpu limit": str(u.cpu_limit),
+            "memory limit": u.memory_limit,
+            "nodes (est.)": str(u.nodes),
+        }
+        for u in pools
+    ]
+
+
+def report(cat: Catalog, env: Environment, canaries: Iterable[str] = ()) -> list[dict[str, str]]:
+    """:func:`rows` of one environment."""
+    return rows(usage(cat, env, canaries))

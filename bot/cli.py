@@ -1,108 +1,107 @@
-"""The ``releasebot`` command: parse arguments, call the core, map errors to exit codes.
+"""The ``releasebot`` command: parse arguments, call the core, hand the result to :mod:`bot.output`.
 
-Exit codes: 0 success; 1 the thing checked is not OK (``validate`` problems, ``render --check``
-differences) or input was refused; 2 usage errors (argparse); 3 an upstream failure a retry may
-cure (``retrain submit``: KFP answered 5xx or 429, or did not answer). Problems go to stderr,
-results to stdout. No business logic lives here.
+Exit codes (``releasebot --help`` prints them; :func:`bot.output.failure` is the one mapping from
+an error to a code)::
+
+    0   nothing to do, or done
+    1   found something: drift (drift run --fail-on-drift), differences (render --check),
+        problems (validate), keys that could not be planned (plan, reconcile)
+    2   usage or configuration: argparse, an unknown --env/--model, a bad catalog, manifest or
+        data file, or a request an upstream refused (4xx, a rejected push)
+    3   unavailable: an upstream (MLflow, GitHub, git remote, Kubernetes, Prometheus, KFP) did not
+        answer, answered 5xx/429, or another releasebot holds the workdir; a retry may succeed
+    70  a bug in releasebot; the traceback is on stderr
+
+Every verb takes ``--output json`` and then prints exactly one JSON document on stdout
+(:mod:`bot.documents`; ``serve`` prints one line once it listens). A verb added here needs an
+``--output`` option with ``json`` among its choices and a test marked
+``@pytest.mark.json_output("<verb>")`` that parses it: tests/test_cli_output.py walks this parser
+and fails for a verb without either. Long work draws progress on a terminal only.
+
+No business logic lives here: each ``cmd_*`` reads its arguments, calls the core, and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from bot import __version__, capacity, logs, pipelines
+import shtab
+
+from bot import __version__, capacity, documents, logs, pipelines
 from bot.blueprints import BlueprintSet
-from bot.catalog import CATALOG_FILE, Catalog, load_catalog
-from bot.commands import plan_rows, text_table, walk_text
-from bot.errors import ConfigError, InvalidInput, ReleasebotError, UpstreamError
+from bot.catalog import CATALOG_FILE, Catalog, load_catalog, parse_catalog
+from bot.commands import plan_rows, walk_text
+from bot.errors import PermanentUpstreamError, UsageError
 from bot.forge import forges
 from bot.generate import init_environments
-from bot.manifests.render import as_json, canaries_in, dir_reader, list_files, plan_render, write_changes
-from bot.plan import Change, Note
+from bot.manifests.render import canaries_in, dir_reader, list_files, plan_render, write_changes
+from bot.output import Exit, Output, epilog, failure
+from bot.plan import Note
 from bot.reconcile import Watch, make_plan, observe, pin_change, reconcile, watch_from, write_back
-from bot.redact import redact
 from bot.registry import Registry, registry_cache
 from bot.repo import WORKDIR_WAIT, EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
 
 
-def _fail(message: str) -> int:
-    # Git's and MLflow's messages quote the URL they were given, credentials and all.
-    print(redact(f"releasebot: {message}"), file=sys.stderr)
-    return 1
-
-
 def cmd_init(args: argparse.Namespace) -> int:
+    out = Output.of(args)
     target = Path(args.dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        return _fail(f"{target} already exists and is not empty; nothing was written")
-    made = init_environments(target, Path(args.catalog))
-    print(f"Created {made.path} ({made.files} files, commit {made.commit[:12]} on {made.branch}).")
-    return 0
+        raise UsageError(f"{target} already exists and is not empty")
+    with out.progress("init") as progress:
+        made = init_environments(target, Path(args.catalog), progress)
+    if out.json:
+        out.document(documents.created(made))
+    else:
+        out.text(f"Created {made.path} ({made.files} files, commit {made.commit[:12]} on {made.branch}).")
+    return Exit.OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    out = Output.of(args)
     root = Path(args.dir)
     cat = load_catalog(root / CATALOG_FILE, CATALOG_FILE)
-    plan = plan_render(cat, BlueprintSet(cat.blueprints), dir_reader(root), list_files(root), prune=args.prune)
-    if args.output == "json":
-        print(as_json(plan))
-    if args.check:
-        if args.output != "json":
-            for change in plan.changes:
-                print(change.describe())
-                if args.diff and change.action == "update":
-                    sys.stdout.writelines(
-                        difflib.unified_diff(
-                            (change.old or "").splitlines(True),
-                            (change.new or "").splitlines(True),
-                            f"a/{change.path}",
-                            f"b/{change.path}",
-                        )
-                    )
-            for orphan in plan.orphans:
-                print(f"orphan {orphan}")
-        if plan.changes:
-            print(f"{len(plan.changes)} file(s) differ from the catalog; run `releasebot render`.", file=sys.stderr)
-            return 1
-        return 0
-    write_changes(root, plan.changes)
-    if args.output != "json":
+    with out.progress("render") as progress:
+        plan = plan_render(
+            cat, BlueprintSet(cat.blueprints), dir_reader(root), list_files(root), prune=args.prune, progress=progress
+        )
+    if not args.check:
+        write_changes(root, plan.changes)
+    if out.json:
+        out.document(documents.render(plan, args.check, args.diff))
+    else:
         for change in plan.changes:
-            print(change.describe())
+            out.text(change.describe())
+            if args.diff and change.action == "update":
+                out.stdout.write(documents.unified_diff(change))
         for orphan in plan.orphans:
-            print(f"orphan {orphan} (kept; --prune removes it)")
-        if not plan.changes:
-            print("Up to date.")
-    return 0
+            out.text(f"orphan {orphan}" if args.check else f"orphan {orphan} (kept; --prune removes it)")
+        if not args.check and not plan.changes:
+            out.text("Up to date.")
+    if args.check and plan.changes:
+        out.say(f"{len(plan.changes)} file(s) differ from the catalog; run `releasebot render`.")
+        return Exit.FOUND
+    return Exit.OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    report = validate_repo(Path(args.dir))
-    if args.output == "json":
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "filesChecked": report.files_checked,
-                    "problems": [p.as_dict() for p in report.problems],
-                },
-                indent=2,
-            )
-        )
+    out = Output.of(args)
+    with out.progress("validate") as progress:
+        report = validate_repo(Path(args.dir), progress)
+    if out.json:
+        out.document(documents.validation(report))
     else:
         for problem in report.problems:
-            print(problem, file=sys.stderr)
+            out.say(str(problem))
         summary = f"{report.files_checked} file(s) checked, {len(report.problems)} problem(s)"
-        print(("OK: " if report.ok else "FAILED: ") + summary)
-    return 0 if report.ok else 1
+        out.text(("OK: " if report.ok else "FAILED: ") + summary)
+    return Exit.OK if report.ok else Exit.FOUND
 
 
 # --- the release loop ------------------------------------------------------------------------
@@ -115,8 +114,24 @@ def _repo(args: argparse.Namespace) -> EnvRepo:
     return EnvRepo(remote, workdir, workdir_wait=float(wait) if wait else WORKDIR_WAIT)
 
 
-def _registry_for(args: argparse.Namespace):
+def known(cat: Catalog, env: str | None, model: str | None) -> None:
+    """Refuse an ``--env`` or ``--model`` the catalog does not have, naming the ones it has
+    (for a model, those of the environment asked about)."""
+    names = [e.name for e in cat.environments]
+    if env is not None and env not in names:
+        raise UsageError(f"unknown environment {env!r}; known: {', '.join(names)}")
+    if model is None:
+        return
+    models = [m.name for m in (cat.models_in(cat.environment(env)) if env is not None else cat.models)]
+    if model not in models:
+        where = f" in environment {env!r}" if env is not None else ""
+        raise UsageError(f"unknown model {model!r}{where}; known: {', '.join(models) or 'none'}")
+
+
+def _registry_for(args: argparse.Namespace) -> Callable[[Catalog], Registry]:
     def make(cat: Catalog) -> Registry:
+        # The first moment the catalog is known, before MLflow is asked or anything is planned.
+        known(cat, getattr(args, "env", None), getattr(args, "model", None))
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or cat.tracking_uri
         return Registry(uri, cat.storage_uri_map, cache_file=registry_cache(_repo(args).cache_dir))
 
@@ -125,121 +140,130 @@ def _registry_for(args: argparse.Namespace):
 
 def _watch(args: argparse.Namespace) -> Watch:
     config = dict(os.environ)
-    if getattr(args, "kubeconfig", None):
+    if args.kubeconfig:
         config["RELEASEBOT_KUBECONFIG"] = args.kubeconfig
-    if getattr(args, "context", None):
+    if args.context:
         config["RELEASEBOT_KUBE_CONTEXT"] = args.context
     return watch_from(config)
 
 
-def _forge_for(repo: EnvRepo):
-    return forges(repo, os.environ)
-
-
-def _print_table(rows: list[dict[str, str]], columns: list[str]) -> None:
-    print("\n".join(text_table(rows, columns)))
-
-
 def cmd_capacity(args: argparse.Namespace) -> int:
-    repo = _repo(args)
-    cat, state, _ = observe(repo, _registry_for(args))
-    rows = []
+    out = Output.of(args)
+    if args.model is not None:
+        raise UsageError("--capacity is per environment and pool; --model does not apply")
+    cat, state, _ = observe(_repo(args), _registry_for(args), args.env)
+    pools = []
     for env in cat.environments:
         if args.env in (None, env.name):
-            canaries = canaries_in(cat, env, state.main_files.get)
-            rows += capacity.report(cat, env, canaries)
-    if args.output == "json":
-        print(json.dumps(rows, indent=2))
+            pools += capacity.usage(cat, env, canaries_in(cat, env, state.main_files.get))
+    if out.json:
+        out.document(documents.capacity(pools))
     else:
-        _print_table(rows, list(rows[0]) if rows else ["environment"])
-    return 0
+        rows = capacity.rows(pools)
+        out.table(rows, list(rows[0]) if rows else ["environment"])
+    return Exit.OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     if args.capacity:
         return cmd_capacity(args)
+    out = Output.of(args)
     _, p = make_plan(_repo(args), _registry_for(args), args.env, args.model, _watch(args))
     rows = plan_rows(p)
-    if args.output == "json":
-        print(json.dumps({"changes": rows, "ok": not p.errors}, indent=2))
+    if out.json:
+        out.document(documents.plan(p))
     elif rows:
-        _print_table(rows, ["environment", "model", "action", "from", "to", "detail"])
+        out.table(rows, ["environment", "model", "action", "from", "to", "detail"])
     else:
-        print("Nothing to do: every environment serves what its alias says.")
-    return 1 if p.errors else 0
+        out.text("Nothing to do: every environment serves what its alias says.")
+    return Exit.FOUND if p.errors else Exit.OK
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    out = Output.of(args)
     repo = _repo(args)
-    result = reconcile(repo, _registry_for(args), _forge_for(repo), args.env, args.model, _watch(args))
-    for line in result.done:
-        print(redact(line))
-    for w in result.plan.walks:
-        print(redact(f"walk {w.key.environment}/{w.key.model} v{w.version}: {walk_text(w)}"))
-    for line in result.skipped:
-        print(redact(line), file=sys.stderr)
-    for note in result.plan.notes:
-        print(
-            redact(f"{'error' if note.error else 'note'}: {note.key.environment}/{note.key.model}: {note.message}"),
-            file=sys.stderr,
+    with out.progress("reconcile") as progress:
+        result = reconcile(
+            repo, _registry_for(args), forges(repo, os.environ), args.env, args.model, _watch(args), progress
         )
-    if not result.done:
-        print("Nothing to change.")
-    return 1 if result.plan.errors else 0
+    if out.json:
+        out.document(documents.reconcile(result.plan, result.done, result.skipped))
+    else:
+        out.text(*result.done)
+        out.text(*(f"walk {w.key.environment}/{w.key.model} v{w.version}: {walk_text(w)}" for w in result.plan.walks))
+        for line in result.skipped:
+            out.say(line)
+        for note in result.plan.notes:
+            kind = "error" if note.error else "note"
+            out.say(f"{kind}: {note.key.environment}/{note.key.model}: {note.message}")
+        if not result.done:
+            out.text("Nothing to change.")
+    return Exit.FOUND if result.plan.errors else Exit.OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    out = Output.of(args)
     repo = _repo(args)
     repo.sync()
-    releases = repo.history(args.model, args.env)
-    if args.output == "json":
-        print(json.dumps([r.__dict__ for r in releases], indent=2))
-        return 0
+    on_record = repo.history(args.model)
+    releases = [r for r in on_record if args.env in (None, r.environment)]
     if not releases:
-        print(f"No releases of {args.model} on record.")
-        return 0
-    _print_table(
-        [
+        # A model that left the catalog keeps its history; only a name on no record is unknown.
+        _known_to_history(repo, args.model, args.env, on_record)
+    if out.json:
+        out.document(documents.history(args.model, args.env, releases))
+    elif not releases:
+        out.text(f"No releases of {args.model} on record.")
+    else:
+        rows = [
             {"date": r.date, "environment": r.environment, "version": r.version, "run": r.run, "commit": r.sha[:12]}
             for r in releases
-        ],
-        ["date", "environment", "version", "run", "commit"],
-    )
-    return 0
+        ]
+        out.table(rows, ["date", "environment", "version", "run", "commit"])
+    return Exit.OK
 
 
-def _loop_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repo", help="path or URL of the environments repo (default: $RELEASEBOT_REPO or .)")
-    p.add_argument("--workdir", help="where releasebot keeps its clone (default: a cache folder)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the catalog's)")
-    p.add_argument(
-        "--kubeconfig",
-        help="kubeconfig for reading Argo CD and KServe status during canary walks "
-        "(default: $RELEASEBOT_KUBECONFIG or $KUBECONFIG; in a pod, its service account)",
-    )
-    p.add_argument("--context", help="kubeconfig context (default: $RELEASEBOT_KUBE_CONTEXT or the current one)")
+def _known_to_history(repo: EnvRepo, model: str, env: str | None, on_record: Sequence[Any]) -> None:
+    text = repo.read(CATALOG_FILE)
+    if text is None:
+        raise PermanentUpstreamError(f"{repo.remote} has no {CATALOG_FILE} on {repo.branch}")
+    cat = parse_catalog(text, CATALOG_FILE, repo.workdir, cache=repo.cache_dir)
+    if env is not None and env not in {e.name for e in cat.environments} | {r.environment for r in on_record}:
+        known(cat, env, None)
+    if model not in {m.name for m in cat.models} and not on_record:
+        known(cat, None, model)
 
 
-def _write_one(repo: EnvRepo, change: Change | Note) -> int:
+def _pin(args: argparse.Namespace, action: str, version: str | None) -> int:
+    out = Output.of(args)
+    repo = _repo(args)
+    change = pin_change(repo, _registry_for(args), action, args.env, args.model, version)
     if isinstance(change, Note):
-        return _fail(change.message + ("" if not change.error else "; nothing was written"))
-    print(redact(write_back(repo, change, _forge_for(repo))))
-    return 0
+        if change.error:
+            raise UsageError(change.message)  # asked for what cannot be done: nothing is written
+        written, message = None, change.message
+    else:
+        written = write_back(repo, change, forges(repo, os.environ))
+        message = written
+    if out.json:
+        out.document(documents.pin(action, args.env, args.model, change, written))
+    else:
+        out.text(message)
+    return Exit.OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    repo = _repo(args)
-    return _write_one(repo, pin_change(repo, _registry_for(args), "rollback", args.env, args.model, args.to))
+    return _pin(args, "rollback", args.to)
 
 
 def cmd_unblock(args: argparse.Namespace) -> int:
-    repo = _repo(args)
-    return _write_one(repo, pin_change(repo, _registry_for(args), "unblock", args.env, args.model, args.version))
+    return _pin(args, "unblock", args.version)
 
 
 def cmd_drift_run(args: argparse.Namespace) -> int:
     from bot import drift
 
+    out = Output.of(args)
     job = drift.DriftJob(
         model=args.model,
         environment=args.env,
@@ -257,51 +281,45 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
     )
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        return _fail("no MLflow tracking URI: set MLFLOW_TRACKING_URI or --tracking-uri")
-    result = drift.run(job, Registry(uri))
-    drifted = [c["column"] for c in result["columnResults"] if c["drifted"]]
-    print(
-        f"{job.model} v{result['version']} in {job.environment}: {result['status']} "
-        f"({result['driftedColumns']}/{result['columns']} columns drifted: {', '.join(drifted) or 'none'}; "
-        f"MLflow run {result['runId']})"
-    )
-    return 1 if args.fail_on_drift and result["datasetDrift"] else 0
-
-
-# A retry may succeed: the retrain CronJob's podFailurePolicy leaves this code to backoffLimit.
-EXIT_TRANSIENT = 3
+        raise UsageError("no MLflow tracking URI: set MLFLOW_TRACKING_URI or --tracking-uri")
+    with out.progress("drift run") as progress:
+        result = drift.run(job, Registry(uri), progress=progress)
+    if out.json:
+        out.document(documents.snake(result))
+    else:
+        drifted = [c["column"] for c in result["columnResults"] if c["drifted"]]
+        out.text(
+            f"{job.model} v{result['version']} in {job.environment}: {result['status']} "
+            f"({result['driftedColumns']}/{result['columns']} columns drifted: {', '.join(drifted) or 'none'}; "
+            f"MLflow run {result['runId']})"
+        )
+    return Exit.FOUND if args.fail_on_drift and result["datasetDrift"] else Exit.OK
 
 
 def cmd_retrain_submit(args: argparse.Namespace) -> int:
-    try:
-        request = pipelines.RunRequest(
-            endpoint=args.endpoint,
-            display_name=args.display_name,
-            pipeline_id=args.pipeline_id,
-            pipeline_version_id=args.pipeline_version_id,
-            experiment_id=args.experiment_id,
-            description=args.description,
-            parameters=tuple(pipelines.parse_parameter(p) for p in args.parameter),
-        )
-        token = pipelines.read_token(args.token_file or os.environ.get(pipelines.TOKEN_FILE_ENV))
-        if token is None:
-            # Said out loud: a KFP that requires authentication will answer 401/403 below.
-            print(
-                f"releasebot: no pipelines token ({pipelines.TOKEN_FILE_ENV} unset): "
-                "submitting without an Authorization header",
-                file=sys.stderr,
-            )
-        answer = pipelines.submit(request, token, timeout=args.timeout)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    except UpstreamError as exc:
-        print(redact(f"releasebot: {exc}"), file=sys.stderr)
-        return EXIT_TRANSIENT if exc.retryable else 1
-    print(
-        f"Submitted {request.display_name}: KFP run {answer.get('run_id') or '(no run_id in the answer)'} "
-        f"of pipeline {request.pipeline_id}"
+    out = Output.of(args)
+    request = pipelines.RunRequest(
+        endpoint=args.endpoint,
+        display_name=args.display_name,
+        pipeline_id=args.pipeline_id,
+        pipeline_version_id=args.pipeline_version_id,
+        experiment_id=args.experiment_id,
+        description=args.description,
+        parameters=tuple(pipelines.parse_parameter(p) for p in args.parameter),
     )
-    return 0
+    token = pipelines.read_token(args.token_file or os.environ.get(pipelines.TOKEN_FILE_ENV))
+    if token is None:
+        # Said out loud: a KFP that requires authentication will answer 401/403 below.
+        out.notice(f"no pipelines token ({pipelines.TOKEN_FILE_ENV} unset): submitting without an Authorization header")
+    answer = pipelines.submit(request, token, timeout=args.timeout)
+    if out.json:
+        out.document(documents.retrain(request, answer))
+    else:
+        out.text(
+            f"Submitted {request.display_name}: KFP run {answer.get('run_id') or '(no run_id in the answer)'} "
+            f"of pipeline {request.pipeline_id}"
+        )
+    return Exit.OK
 
 
 def serve_config(args: argparse.Namespace) -> dict[str, str]:
@@ -309,43 +327,135 @@ def serve_config(args: argparse.Namespace) -> dict[str, str]:
     from bot.serve import load_config
 
     config = load_config(os.environ, Path(args.config) if args.config else None)
-    flags = {"RELEASEBOT_REPO": args.repo, "RELEASEBOT_WORKDIR": args.workdir, "MLFLOW_TRACKING_URI": args.tracking_uri}
+    flags = {
+        "RELEASEBOT_REPO": args.repo,
+        "RELEASEBOT_WORKDIR": args.workdir,
+        "MLFLOW_TRACKING_URI": args.tracking_uri,
+        "RELEASEBOT_KUBECONFIG": args.kubeconfig,
+        "RELEASEBOT_KUBE_CONTEXT": args.context,
+    }
     if args.resync is not None:
         flags["RELEASEBOT_RESYNC_SECONDS"] = str(args.resync)
     config.update({k: v for k, v in flags.items() if v})
     return config
 
 
-def build_server(args: argparse.Namespace, in_process: bool = False):  # -> (uvicorn.Server, Work); imported lazily
+def build_server(
+    args: argparse.Namespace, in_process: bool = False, on_listening: Callable[[str, int], None] | None = None
+):  # -> (uvicorn.Server, Work); imported lazily
     """What ``releasebot serve`` runs: the uvicorn server, and the work behind it (a worker
-    process, started and stopped with the server; ``in_process`` only for tests that mock HTTP)."""
+    process, started and stopped with the server; ``in_process`` only for tests that mock HTTP).
+    ``on_listening(host, port)`` is called once the socket is bound (``--port 0`` picks a port);
+    with it, uvicorn's own lines (its access log writes to stdout) go to releasebot's log
+    handler instead, so stdout holds that one line."""
     import uvicorn
 
     from bot.serve import build_receiver
     from bot.server import create_app
 
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started and on_listening is not None:
+                host, port = self.servers[0].sockets[0].getsockname()[:2]
+                on_listening(host, port)
+
     receiver, work = build_receiver(serve_config(args), in_process=in_process)
-    config = uvicorn.Config(create_app(receiver), host=args.host, port=args.port, log_level="info")
-    return uvicorn.Server(config), work
+    config = uvicorn.Config(
+        create_app(receiver),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        **({"log_config": None} if on_listening is not None else {}),
+    )
+    return Server(config), work
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    out = Output.of(args)
     # uvicorn configures only its own loggers; releasebot's own lines are JSON, one per event and
     # per piece of work, for a log pipeline to count and search.
     logs.configure(args.log_level or "info", json_lines=True)
-    server, _ = build_server(args)
-    server.run()
-    return 0
+
+    def listening(host: str, port: int) -> None:
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        out.line({"url": url, "host": host, "port": port, "pid": os.getpid(), "version": __version__})
+
+    server, _ = build_server(args, on_listening=listening if out.json else None)
+    try:
+        server.run()
+    except SystemExit as exc:
+        # uvicorn exits 3 when it cannot bind or start: that is not an upstream's outage.
+        if server.started:
+            raise
+        raise UsageError(f"could not listen on {args.host}:{args.port} (the log above says why)") from exc
+    return Exit.OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bot.demo import run_demo
+    from bot.demo import run_demo, summary
 
-    return run_demo(Path(args.dir))
+    out = Output.of(args)
+    directory = Path(args.dir)
+    # In JSON mode the story is not told: the document says where everything is.
+    code = run_demo(directory, say=(lambda *_: None) if out.json else print)
+    if out.json:
+        out.document({"ok": code == Exit.OK, **summary(directory)})
+    return code
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    out = Output.of(args)
+    script = shtab.complete(build_parser(), shell=args.shell)
+    if out.json:
+        out.document({"shell": args.shell, "script": script})
+    else:
+        out.stdout.write(script)
+    return Exit.OK
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+
+def output_option(p: argparse.ArgumentParser, text: str = "text") -> None:
+    """``--output`` as every verb has it: a form for people (the default) or ``json``."""
+    p.add_argument(
+        "--output",
+        choices=[text, "json"],
+        default=text,
+        help=f"{text} for people (default), or one JSON document on stdout for scripts",
+    )
+
+
+def _path(action: argparse.Action, kind: Any = shtab.FILE) -> None:
+    action.complete = kind  # type: ignore[attr-defined]  # read by shtab's completion scripts
+
+
+def _repo_options(p: argparse.ArgumentParser, registry: bool = True) -> None:
+    _path(p.add_argument("--repo", help="path or URL of the environments repo (default: $RELEASEBOT_REPO or .)"))
+    _path(p.add_argument("--workdir", help="where releasebot keeps its clone (default: a cache folder)"), shtab.DIR)
+    if registry:
+        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the catalog's)")
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    _path(
+        p.add_argument(
+            "--kubeconfig",
+            help="kubeconfig for reading Argo CD and KServe status during canary walks "
+            "(default: $RELEASEBOT_KUBECONFIG or $KUBECONFIG; in a pod, its service account)",
+        )
+    )
+    p.add_argument("--context", help="kubeconfig context (default: $RELEASEBOT_KUBE_CONTEXT or the current one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="releasebot", description="GitOps pull requests for ML model releases.")
+    parser = argparse.ArgumentParser(
+        prog="releasebot",
+        description="GitOps pull requests for ML model releases.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"releasebot {__version__}")
     parser.add_argument(
         "--log-level", choices=logs.LEVELS, help="what is logged to stderr (default: warning; info for serve)"
@@ -353,56 +463,62 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="create an environments repository from a catalog")
-    p.add_argument("dir")
-    p.add_argument("--catalog", required=True, help="the catalog file (releasebot.yaml)")
+    _path(p.add_argument("dir"), shtab.DIR)
+    _path(p.add_argument("--catalog", required=True, help="the catalog file (releasebot.yaml)"))
+    output_option(p)
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("render", help="bring the manifests in line with the catalog")
-    p.add_argument("dir", nargs="?", default=".")
+    _path(p.add_argument("dir", nargs="?", default="."), shtab.DIR)
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when anything differs")
-    p.add_argument("--diff", action="store_true", help="with --check: show the differences")
+    p.add_argument("--diff", action="store_true", help="show the differences (of what --check finds, or is written)")
     p.add_argument("--prune", action="store_true", help="also delete orphan files in environment folders")
-    p.add_argument("--output", choices=["text", "json"], default="text")
+    output_option(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("validate", help="check the catalog and every manifest")
-    p.add_argument("dir", nargs="?", default=".")
-    p.add_argument("--output", choices=["text", "json"], default="text")
+    _path(p.add_argument("dir", nargs="?", default="."), shtab.DIR)
+    output_option(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="what the release loop would change (writes nothing)")
-    _loop_options(p)
+    _repo_options(p)
+    _cluster_options(p)
     p.add_argument("--env")
     p.add_argument("--model")
-    p.add_argument("--output", choices=["table", "json"], default="table")
+    output_option(p, "table")
     p.add_argument("--capacity", action="store_true", help="requests, limits, GPUs and a node estimate per environment")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("reconcile", help="carry out the plan: commits, branches, pull requests")
-    _loop_options(p)
+    _repo_options(p)
+    _cluster_options(p)
     p.add_argument("--env")
     p.add_argument("--model")
+    output_option(p)
     p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("history", help="releases of a model, read back from the commit trailers on main")
-    _loop_options(p)
+    _repo_options(p, registry=False)
     p.add_argument("model")
     p.add_argument("--env")
-    p.add_argument("--output", choices=["table", "json"], default="table")
+    output_option(p, "table")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("rollback", help="pin the previous version in Git and block the one serving now")
-    _loop_options(p)
+    _repo_options(p)
     p.add_argument("model")
     p.add_argument("--env", required=True)
     p.add_argument("--to", help="the version to go back to (default: the release before the current one)")
+    output_option(p)
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("unblock", help="clear a rollback's pin, and unblock versions")
-    _loop_options(p)
+    _repo_options(p)
     p.add_argument("model")
     p.add_argument("--env", required=True)
     p.add_argument("--version", help="unblock only this version (default: all)")
+    output_option(p)
     p.set_defaults(func=cmd_unblock)
 
     p = sub.add_parser("drift", help="the drift job the drift-check CronJob runs")
@@ -417,8 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the version the environment serves (its manifest, so pins and rollbacks are followed); "
         "checked instead of the alias's version. Empty: the alias's",
     )
-    p.add_argument("--current", required=True, help="the serving window: Parquet or CSV, a path or fsspec URI")
-    p.add_argument("--reference", help="reference data (default: the served version's training dataset)")
+    _path(p.add_argument("--current", required=True, help="the serving window: Parquet or CSV, a path or fsspec URI"))
+    _path(p.add_argument("--reference", help="reference data (default: the served version's training dataset)"))
     p.add_argument("--drift-share", type=float, default=0.5, help="dataset drift when this share of columns drift")
     p.add_argument("--sample", type=int, default=100_000, help="rows sampled from each side (default 100000)")
     p.add_argument("--action", choices=["retrain", "alert", "none"], default="none")
@@ -427,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column", action="append", default=[], help="COLUMN=METHOD[:THRESHOLD], repeatable")
     p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifts")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    output_option(p)
     p.set_defaults(func=cmd_drift_run)
 
     p = sub.add_parser("retrain", help="the retraining trigger the retrain CronJob runs")
@@ -439,48 +556,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment-id", help="default: KFP's default experiment")
     p.add_argument("--description")
     p.add_argument("--parameter", action="append", default=[], help="NAME=JSON runtime parameter, repeatable")
-    p.add_argument(
-        "--token-file",
-        help=f"a file holding the bearer token (default: ${pipelines.TOKEN_FILE_ENV}; neither: no token is sent)",
+    _path(
+        p.add_argument(
+            "--token-file",
+            help=f"a file holding the bearer token (default: ${pipelines.TOKEN_FILE_ENV}; neither: no token is sent)",
+        )
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for KFP (default 30)")
+    output_option(p)
     p.set_defaults(func=cmd_retrain_submit)
 
     p = sub.add_parser("serve", help="the webhook receiver: GitHub and MLflow events trigger reconciles")
-    _loop_options(p)
+    _repo_options(p)
+    _cluster_options(p)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="0: any free port (--output json says which)")
     p.add_argument("--resync", type=float, help="seconds between full resyncs (default 300)")
-    p.add_argument("--config", help="a YAML file of RELEASEBOT_* settings; the environment overrides it")
+    _path(p.add_argument("--config", help="a YAML file of RELEASEBOT_* settings; the environment overrides it"))
+    p.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="json: one line on stdout once listening (url, host, port, pid, version); logs are JSON lines either way",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="the release loop end to end on MLflow/SQLite and a local git repo")
-    p.add_argument("--dir", default="demo", help="where to put the MLflow store and environments repo")
+    _path(
+        p.add_argument("--dir", default="demo", help="where to put the MLflow store and environments repo"), shtab.DIR
+    )
+    output_option(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
+    output_option(p)
+    p.set_defaults(func=cmd_completion)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler = logs.configure(args.log_level or "warning")
+    args = build_parser().parse_args(argv)  # usage errors: argparse prints them and exits 2
+    out = Output.of(args)
+    handler = logs.configure(args.log_level or "warning", json_lines=out.json)
     try:
-        return args.func(args)
-    except InvalidInput as exc:
-        for problem in exc.problems:
-            print(redact(str(problem)), file=sys.stderr)
-        return _fail(f"{len(exc.problems)} problem(s); {_written(exc.written)}")
-    except ReleasebotError as exc:
-        if exc.written:
-            return _fail(f"{_written(exc.written)}; then it failed: {exc}; nothing else was written")
-        return _fail(f"{exc}; nothing was written")
+        return int(args.func(args))
+    except Exception as exc:  # every failure leaves through the one mapping to an exit code
+        return int(out.fail(failure(exc)))
     finally:
         logging.getLogger().removeHandler(handler)
-
-
-def _written(done: Sequence[str]) -> str:
-    if not done:
-        return "nothing was written"
-    return f"{len(done)} change(s) were written ({'; '.join(done)})"
 
 
 if __name__ == "__main__":

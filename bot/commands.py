@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from bot import prbody
 from bot.catalog import Catalog
 from bot.manifests import inferenceservice as isvc
+from bot.output import text_table as text_table  # where the CLI and the demo have found it
 from bot.plan import Key, Plan, RepoState, Walk, served
 from bot.registry import RegistrySnapshot
 
@@ -94,14 +95,6 @@ def table(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
         return []
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(prbody.cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return out
-
-
-def text_table(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
-    """The same rows aligned for a terminal (the CLI and the demo)."""
-    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
-    out = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
-    out += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
     return out
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bot import yamlio
 from bot.catalog import CATALOG_FILE
+from bot.errors import UsageError
 
 MODEL = "iris-classifier"
 
@@ -104,6 +105,20 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
 
+def summary(directory: Path) -> dict[str, object]:
+    """Where a finished demo left everything (``releasebot demo --output json``)."""
+    directory = directory.resolve()
+    envs = directory / "environments"
+    branches = _git(envs, "branch", "--format=%(refname:short)").split()
+    return {
+        "directory": str(directory),
+        "environments": str(envs),
+        "tracking_uri": f"sqlite:///{(directory / 'mlflow' / 'mlflow.db').as_posix()}",
+        "main": _git(envs, "log", "--format=%s", "main").splitlines(),
+        "branches": sorted(b for b in branches if b != "main"),
+    }
+
+
 def run_demo(directory: Path, say=print) -> int:
     # MLflow's fluent API is process-global, and set_tracking_uri also exports MLFLOW_TRACKING_URI:
     # put both back so that nothing after the demo (in the same process) talks to its store.
@@ -134,11 +149,7 @@ def _run_demo(directory: Path, say) -> int:
     marker = directory / ".releasebot-demo"
     if directory.exists() and any(directory.iterdir()):
         if not marker.exists():
-            print(
-                f"releasebot: {directory} exists and was not made by `releasebot demo`; choose another --dir",
-                file=sys.stderr,
-            )
-            return 1
+            raise UsageError(f"{directory} exists and was not made by `releasebot demo`; choose another --dir")
         shutil.rmtree(directory)  # our own earlier demo: start afresh
     directory.mkdir(parents=True, exist_ok=True)
     marker.write_text("made by releasebot demo; removed by the next run\n")

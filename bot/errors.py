@@ -5,7 +5,8 @@
     ReleasebotError
     ├── ConfigError              permanent: bad catalog, blueprint or manifest; shown with file/line/path
     │   ├── YamlError            the YAML itself is refused (syntax, hostile shape, duplicate keys)
-    │   └── InvalidInput         a list of located Problems found together
+    │   ├── InvalidInput         a list of located Problems found together
+    │   └── UsageError           the command line asks for something that is not there (an unknown --env)
     ├── UpstreamError            an external system failed
     │   ├── TransientUpstreamError   5xx, 429, timeouts: retry with backoff
     │   └── PermanentUpstreamError   4xx and refusals: retrying will not help
@@ -86,6 +87,11 @@ class InvalidInput(ConfigError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class UsageError(ConfigError):
+    """A command line that names something the catalog does not have, or asks for what cannot be
+    done as asked. A configuration error in all but name: the name tells people which to fix."""
 
 
 class UpstreamError(ReleasebotError):

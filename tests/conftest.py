@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot import cli
 from bot.catalog import CATALOG_FILE
+from tests import cli_verbs
 
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = PROJECT / "environments"
@@ -25,6 +27,12 @@ class Result:
     code: int
     out: str
     err: str
+    argv: tuple[str, ...] = ()
+
+    def json(self) -> Any:
+        """stdout as the one JSON document ``--output json`` prints (the verb is remembered as
+        read, for ``@pytest.mark.json_output``)."""
+        return cli_verbs.parse(self.argv, self.out)
 
 
 @pytest.fixture
@@ -32,15 +40,39 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run ``releasebot ARGS`` in-process; returns exit code, stdout and stderr."""
 
     def run(*args: str) -> Result:
+        argv = tuple(str(a) for a in args)
         capsys.readouterr()
         try:
-            code = cli.main([str(a) for a in args])
+            code = cli.main(list(argv))
         except SystemExit as exc:  # argparse
             code = int(exc.code or 0)
         captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+        return Result(int(code), captured.out, captured.err, argv)
 
     return run
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def json_output_read(request: pytest.FixtureRequest):
+    """A test marked ``json_output("plan", ...)`` must have parsed those verbs' JSON documents."""
+    cli_verbs.parsed.clear()
+    yield
+    marker = request.node.get_closest_marker(cli_verbs.MARKER)
+    if marker is None or request.node.stash.get(_CALL_FAILED, True):
+        return
+    missing = cli_verbs.missing_json(marker.args, cli_verbs.parsed)
+    assert not missing, f"marked json_output but no --output json document of {missing} was parsed"
 
 
 @pytest.fixture(autouse=True)

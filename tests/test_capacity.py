@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jsonschema
@@ -130,23 +129,37 @@ def test_every_pool_and_node_class_passes_main_and_released_schemas(kind: str, f
             crd_validator(schema).validate(bad)
 
 
+@pytest.mark.json_output("plan")
 def test_plan_capacity_prints_requests_limits_gpus_and_nodes(env_repo: Path, tmp_path: Path, run_cli) -> None:
-    result = run_cli("plan", "--capacity", "--repo", env_repo, "--workdir", tmp_path / "w", "--output", "json")
+    loop = ("--repo", env_repo, "--workdir", tmp_path / "w")
+    table = run_cli("plan", "--capacity", *loop, "--env", "production")
+    assert table.code == 0, table.err
+    assert table.out.splitlines() == [
+        "ENVIRONMENT  POOL  CPU REQUESTS  MEMORY REQUESTS  GPUS  CPU LIMIT  MEMORY LIMIT  NODES (EST.)",
+        "production   cpu   11.5          23.0Gi           0     14         28Gi          2",
+        "production   gpu   4             16.0Gi           2     5          20Gi          2",
+    ]
+    assert [r["nodes (est.)"] for r in report(CAT, PROD)] == ["2", "2"]
+    result = run_cli("plan", "--capacity", *loop, "--output", "json")
     assert result.code == 0, result.err
-    rows = json.loads(result.out)
-    prod = [r for r in rows if r["environment"] == "production"]
-    assert prod == report(CAT, PROD)
-    assert prod[0] == {
+    pools = result.json()["pools"]
+    assert [(p["environment"], p["pool"]) for p in pools] == [
+        (env, pool) for env in ("dev", "staging", "production") for pool in ("cpu", "gpu")
+    ]
+    # Numbers as numbers: cores, bytes, counts.
+    assert pools[4] == {
         "environment": "production",
         "pool": "cpu",
-        "cpu requests": "11.5",
-        "memory requests": "23.0Gi",
-        "gpus": "0",
-        "cpu limit": "14",
-        "memory limit": "28Gi",
-        "nodes (est.)": "2",
+        "cpu_requests": 11.5,
+        "memory_requests_bytes": 23 * 2**30,
+        "gpus": 0,
+        "cpu_limit": 14,
+        "memory_limit_bytes": 28 * 2**30,
+        "nodes_estimate": 2,
     }
-    assert prod[1]["gpus"] == "2" and prod[1]["nodes (est.)"] == "2"
+    assert pools[5]["gpus"] == 2 and pools[5]["nodes_estimate"] == 2
+    refused = run_cli("plan", "--capacity", *loop, "--model", "fraud-detector")
+    assert refused.code == 2 and "--model does not apply" in refused.err
 
 
 def test_a_model_named_karpenter_is_refused(example_text: str) -> None:

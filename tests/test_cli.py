@@ -1,4 +1,4 @@
-"""The command line: exit codes, messages, and nothing written when input is refused."""
+"""The command line: messages, and nothing written when input is refused (exit 2)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_init_refuses_a_non_empty_directory(tmp_path: Path, run_cli) -> None:
     target.mkdir()
     (target / "keep.txt").write_text("mine")
     result = run_cli("init", target, "--catalog", EXAMPLE_CATALOG)
-    assert result.code == 1
+    assert result.code == 2
     assert "already exists and is not empty; nothing was written" in result.err
     assert tree(target) == {"keep.txt": b"mine"}
 
@@ -35,7 +35,7 @@ def test_init_refuses_a_non_empty_directory(tmp_path: Path, run_cli) -> None:
 def test_init_with_a_bad_catalog_writes_nothing(tmp_path: Path, run_cli, example_text: str) -> None:
     catalog = copy_catalog(tmp_path, example_text.replace("cpu: 500m", "cpu: 0.5"))
     result = run_cli("init", tmp_path / "out", "--catalog", catalog)
-    assert result.code == 1
+    assert result.code == 2
     assert "$.models[0].resources.cpu: 0.5 is invalid" in result.err
     assert "nothing was written" in result.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]
@@ -46,7 +46,7 @@ def test_init_with_a_hostile_catalog_writes_nothing(tmp_path: Path, run_cli, cas
     text, expected, _ = HOSTILE[case]
     catalog = copy_catalog(tmp_path, text)
     result = run_cli("init", tmp_path / "out", "--catalog", catalog)
-    assert result.code == 1
+    assert result.code == 2
     assert expected in result.err and "releasebot.yaml" in result.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]
 
@@ -69,7 +69,7 @@ def test_blueprints_outside_the_catalog_folder_are_refused(tmp_path: Path, run_c
     (tmp_path / "elsewhere").mkdir()
     catalog = copy_catalog(tmp_path, example_text.replace("version: 1\n", "version: 1\nblueprints: ../elsewhere\n"))
     result = run_cli("init", tmp_path / "out", "--catalog", catalog)
-    assert result.code == 1
+    assert result.code == 2
     assert "$.blueprints: blueprint folder '../elsewhere' must be inside the catalog's folder" in result.err
     assert not (tmp_path / "out").exists()
 
@@ -93,7 +93,7 @@ def test_render_with_a_broken_manifest_names_it_and_writes_nothing(env_repo: Pat
     catalog.write_text(catalog.read_text().replace("nodeRole: KarpenterNodeRole-ml-prod", "nodeRole: NewRole"))
     before = tree(env_repo)
     result = run_cli("render", env_repo)
-    assert result.code == 1
+    assert result.code == 2
     assert "dev/fraud-detector/inferenceservice.yaml:2: invalid YAML" in result.err
     assert tree(env_repo) == before
 

@@ -40,6 +40,25 @@ def test_demo_runs_end_to_end(tmp_path: Path, run_cli, monkeypatch: pytest.Monke
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path, run_cli) -> None:
     (tmp_path / "mine.txt").write_text("keep")
     result = run_cli("demo", "--dir", tmp_path)
-    assert result.code == 1
+    assert result.code == 2
     assert "was not made by `releasebot demo`" in result.err
     assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+@pytest.mark.json_output("demo")
+def test_demo_speaks_json(tmp_path: Path, run_cli) -> None:
+    result = run_cli("demo", "--dir", tmp_path / "demo", "--output", "json")
+    assert result.code == 0, result.err
+    doc = result.json()  # the story is not told: stdout is the document alone
+    assert doc == {
+        "ok": True,
+        "directory": str(tmp_path / "demo"),
+        "environments": str(tmp_path / "demo" / "environments"),
+        "tracking_uri": f"sqlite:///{tmp_path / 'demo' / 'mlflow' / 'mlflow.db'}",
+        "main": [
+            "Release iris-classifier v3 to dev",
+            "Release iris-classifier v2 to dev",
+            "Initial environments repository",
+        ],
+        "branches": ["releasebot/production/iris-classifier/release", "releasebot/staging/iris-classifier/release"],
+    }

@@ -148,7 +148,7 @@ def test_large_windows_are_sampled(served: Served, run_cli) -> None:
 )
 def test_bad_data_fails_clearly_and_leaves_mlflow_untouched(served: Served, run_cli, data, message) -> None:
     result = served.run(run_cli, served.window(data))
-    assert result.code == 1
+    assert result.code == 2
     assert message in result.err
     assert served.runs() == [] and served.tags() == {}
 
@@ -158,7 +158,7 @@ def test_unreadable_or_missing_window(served: Served, run_cli) -> None:
     bad = served.tmp / "bad.parquet"
     bad.write_text("not parquet")
     result = served.run(run_cli, str(bad))
-    assert result.code == 1 and "is not readable parquet" in result.err
+    assert result.code == 2 and "is not readable parquet" in result.err
     assert served.runs() == [] and served.tags() == {}
 
 
@@ -206,7 +206,7 @@ def test_version_checks_the_served_version_not_the_aliased_one(served: Served, r
     assert f" v{served.version} in production: ok" in result.out
     assert served.tags()["releasebot.drift.production.status"] == "ok"
     missing = served.run(run_cli, served.window(frame(2000, seed=2)), "--version", "999")
-    assert missing.code == 1 and "version 999" in missing.err
+    assert missing.code == 2 and "version 999" in missing.err
 
 
 def test_a_training_reference_needs_no_storage_uri_map(served: Served, run_cli) -> None:

@@ -163,6 +163,6 @@ def test_init_refuses_a_hostile_catalog_and_writes_nothing(tmp_path: Path, examp
     text = example_text.replace("trackingUri: http://mlflow", f"trackingUri: http://admin:{PASSWORD}@mlflow")
     catalog = copy_catalog(tmp_path, text)
     result = run_cli("init", tmp_path / "envs", "--catalog", catalog)
-    assert result.code == 1 and "$.registry.trackingUri: holds a credential in the URL" in result.err
+    assert result.code == 2 and "$.registry.trackingUri: holds a credential in the URL" in result.err
     assert PASSWORD not in result.err + result.out
     assert not (tmp_path / "envs").exists()

@@ -36,12 +36,12 @@ def test_cli_errors_and_logs_never_print_url_credentials(tmp_path: Path, run_cli
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     remote = f"https://x-access-token:{TOKEN}@127.0.0.1:9/acme/envs.git"
     result = run_cli("--log-level", "debug", "plan", "--repo", remote, "--workdir", tmp_path / "w1")
-    assert result.code == 1 and "https://***@127.0.0.1:9/acme/envs.git" in result.err, result.err
+    assert result.code == 3 and "https://***@127.0.0.1:9/acme/envs.git" in result.err, result.err
     tracking = f"http://admin:{PASSWORD}@127.0.0.1:9"
     result2 = run_cli(
         "--log-level", "debug", "plan", "--repo", env_repo, "--workdir", tmp_path / "w2", "--tracking-uri", tracking
     )
-    assert result2.code == 1 and "http://***@127.0.0.1:9" in result2.err, result2.err
+    assert result2.code == 3 and "http://***@127.0.0.1:9" in result2.err, result2.err
     for output in (result.out, result.err, result2.out, result2.err):
         assert TOKEN not in output and PASSWORD not in output
 
@@ -122,7 +122,7 @@ def test_no_log_line_request_body_or_commit_of_a_release_carries_a_credential(
     assert "***@127.0.0.1" in sent[3]  # the credentials were in play, and said back redacted
     remote = f"https://x-access-token:{TOKEN}@127.0.0.1:9/acme/envs.git"
     failed = run_cli("--log-level", "debug", "plan", "--repo", remote, "--workdir", tmp_path / "w2")
-    assert failed.code == 1
+    assert failed.code == 3
     outputs += [failed.out, failed.err]
     commits = git(world.remote, "log", "--all", "--format=%B")
     assert "Release fraud" in commits

@@ -243,7 +243,7 @@ def test_unreachable_mlflow_is_a_clear_error_and_writes_nothing(world: World) ->
 
     refs = world.refs()
     result = world.reconcile("--tracking-uri", f"http://127.0.0.1:{free_port()}")
-    assert result.code == 1
+    assert result.code == 3
     assert "unreachable" in result.err and "nothing was written" in result.err
     assert world.refs() == refs
 
@@ -259,16 +259,15 @@ def test_an_artifact_location_kserve_cannot_read_is_refused(world: World) -> Non
     assert world.refs() == refs
 
 
+@pytest.mark.json_output("plan")
 def test_plan_writes_nothing_and_speaks_json(world: World) -> None:
     world.alias("champion", world.version(0.9))
     refs = world.refs()
     result = world.run_cli("plan", *world.loop, "--output", "json")
     assert result.code == 0
-    import json
-
-    rows = json.loads(result.out)["changes"]
-    assert [(r["environment"], r["action"], r["to"]) for r in rows if r["action"] != "note"] == [
-        ("staging", "branch", "1")
+    changes = result.json()["changes"]
+    assert [(c["environment"], c["write_back"], c["version"], c["previous"]) for c in changes] == [
+        ("staging", "branch", "1", None)
     ]
     assert world.refs() == refs
 
@@ -316,7 +315,7 @@ def test_a_blocked_version_is_not_released_again(world: World) -> None:
         world.alias("candidate", v)
         assert world.reconcile().code == 0
     assert world.run_cli("rollback", "fraud", "--env", "dev", "--to", v1, *world.loop).code == 0
-    assert world.run_cli("unblock", "fraud", "--env", "dev", "--version", "99", *world.loop).code == 1
+    assert world.run_cli("unblock", "fraud", "--env", "dev", "--version", "99", *world.loop).code == 2
     result = world.run_cli("plan", *world.loop, "--env", "dev")
     assert "pinned" not in result.out  # the pin holds v1, alias v2 is blocked: nothing to do
     assert result.code == 0
@@ -376,7 +375,7 @@ def test_pull_request_mode_end_to_end(mlflow_url: str, tmp_path: Path, run_cli, 
 
 def test_rollback_of_a_model_not_in_the_environment_is_refused(world: World) -> None:
     result = world.run_cli("rollback", "ghost", "--env", "dev", *world.loop)
-    assert result.code == 1 and "no model 'ghost' in environment 'dev'" in result.err
+    assert result.code == 2 and "unknown model 'ghost' in environment 'dev'; known: fraud" in result.err
 
 
 def test_main_moving_during_a_reconcile_is_replanned_not_overwritten(world: World, monkeypatch) -> None:

@@ -289,7 +289,7 @@ def test_serve_refuses_to_start_without_webhook_secrets(run_cli, monkeypatch) ->
     monkeypatch.delenv("RELEASEBOT_GITHUB_WEBHOOK_SECRET", raising=False)
     monkeypatch.setenv("RELEASEBOT_MLFLOW_WEBHOOK_SECRET", "x")
     result = run_cli("serve", "--port", "0")
-    assert result.code == 1 and "RELEASEBOT_GITHUB_WEBHOOK_SECRET" in result.err and "not starting" in result.err
+    assert result.code == 2 and "RELEASEBOT_GITHUB_WEBHOOK_SECRET" in result.err and "not starting" in result.err
 
 
 def test_unknown_event_names_do_not_become_metric_labels(h: Harness) -> None:

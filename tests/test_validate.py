@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -131,13 +130,15 @@ def test_hostile_manifest_is_reported_not_crashed(env_repo: Path) -> None:
     assert any(m.startswith("dev/karpenter/nodepool.yaml:2: YAML tag") for m in found), found
 
 
+@pytest.mark.json_output("validate")
 def test_json_output_for_machines(env_repo: Path, run_cli) -> None:
     rel = "production/fraud-detector/inferenceservice.yaml"
     line = plant(env_repo, rel, "    minReplicas: 2\n", "    minReplica: 2\n")
     result = run_cli("validate", env_repo, "--output", "json")
     assert result.code == 1
-    report = json.loads(result.out)
-    assert report["ok"] is False
+    report = result.json()
+    manifests = [p for p in env_repo.rglob("*.y*ml") if ".git" not in p.parts and p.name != "releasebot.yaml"]
+    assert report["ok"] is False and report["files_checked"] == len(manifests)
     assert report["problems"] == [
         {
             "file": rel,
