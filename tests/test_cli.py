@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,80 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "releasebot"
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("releasebot ")
+
+
+BASH_COMPLETE = """
+source "$1"
+words() {
+  COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+  COMPREPLY=(); _shtab_releasebot; echo "${COMPREPLY[*]}"
+}
+complete -p releasebot
+words releasebot pl
+words releasebot drift r
+words releasebot plan --output ''
+words releasebot reconcile --out
+"""
+
+
+def test_bash_completion_is_valid_bash_and_completes_verbs_and_options(tmp_path: Path, run_cli) -> None:
+    result = run_cli("completion", "bash")
+    assert result.code == 0 and result.err == ""
+    script = tmp_path / "releasebot.bash"
+    script.write_text(result.out)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    done = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", BASH_COMPLETE, "-", str(script)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "complete -o bashdefault -F _shtab_releasebot releasebot",
+        "plan",
+        "run",
+        "table json",
+        "--output",
+    ]
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+    """(name, help) of every subcommand, nested ones included."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                found.append((choice.dest, choice.help))
+                found += _commands(action.choices[choice.dest])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("shell", "offer", "check"),
+    [
+        ("zsh", "{name}:'{help}'", ["zsh", "-n"]),
+        ("fish", "-a {name} -d '{help}'", ["fish", "--no-execute"]),
+    ],
+)
+def test_zsh_and_fish_completion_offer_every_command(
+    tmp_path: Path, run_cli, shell: str, offer: str, check: list[str]
+) -> None:
+    import shutil
+
+    from bot.cli import build_parser
+
+    result = run_cli("completion", shell)
+    assert result.code == 0
+    commands = _commands(build_parser())
+    assert len(commands) >= 15
+    for name, text in commands:
+        quoted = text.replace("'", "'\"'\"'")  # a quote closes, is said, and reopens
+        assert offer.format(name=name, help=quoted) in result.out, name
+    if shutil.which(check[0]):  # where the shell is installed, it reads the script too
+        script = tmp_path / f"releasebot.{shell}"
+        script.write_text(result.out)
+        subprocess.run([*check, str(script)], check=True)
+        if shell == "fish":
+            asked = f"source {script}; complete -C 'releasebot pl'; complete -C 'releasebot drift r'"
+            done = subprocess.run(["fish", "-c", asked], capture_output=True, text=True, check=True)
+            assert [line.split("\t")[0] for line in done.stdout.splitlines()] == ["plan", "run"]
