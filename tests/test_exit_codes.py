@@ -180,3 +180,37 @@ def test_the_console_script_exits_with_the_code(env_repo: Path, tmp_path: Path) 
         env=env,
     )
     assert done.returncode == 2 and ENVS in done.stderr
+
+
+def test_2_when_serve_cannot_listen(env_repo: Path, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    env = {**os.environ, "RELEASEBOT_GITHUB_WEBHOOK_SECRET": "gh", "RELEASEBOT_MLFLOW_WEBHOOK_SECRET": "ml"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["serve", "--repo", str(env_repo), "--workdir", str(tmp_path / "w"), "--port", str(port)]
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "releasebot"), *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    # uvicorn's own code for this is 3, which would say "try again later".
+    assert done.returncode == 2, done.stderr
+    assert f"could not listen on 127.0.0.1:{port}" in done.stderr and "address already in use" in done.stderr
+
+
+def test_0_for_the_history_of_a_model_that_left_the_catalog(env_repo: Path, loop: list[str], run_cli) -> None:
+    import subprocess
+
+    trailers = "Releasebot-Model: retired\nReleasebot-Version: 3\nReleasebot-Run: r1\nReleasebot-Environment: legacy"
+    git = ["git", "-C", str(env_repo), "-c", "user.name=P", "-c", "user.email=p@example.com"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", f"Release retired v3\n\n{trailers}"], check=True)
+    result = run_cli("history", "retired", "--env", "legacy", *loop)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[1].split()[1:3] == ["legacy", "3"]
+    assert run_cli("history", "retired", "--env", "nope", *loop).err.startswith(f"releasebot: {ENVS}")
