@@ -55,35 +55,32 @@ class Exit(IntEnum):
     INTERNAL = 70
 
 
-# (code, name, meaning): the --help epilog and the README's table say exactly this.
-EXIT_CODES: tuple[tuple[int, str, str], ...] = (
-    (Exit.OK, "ok", "nothing to do, or done"),
+# (code, meaning): the --help epilog and the README's table say exactly this.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (Exit.OK, "nothing to do, or done"),
     (
         Exit.FOUND,
-        "found",
         "the command ran and found something: drift (drift run --fail-on-drift), differences "
         "(render --check), problems (validate), keys it could not plan (plan, reconcile)",
     ),
     (
         Exit.USAGE,
-        "usage",
         "usage or configuration: the command line (an unknown --env or --model), a catalog, manifest "
         "or data file, or a request an upstream refused (4xx, a rejected push): fix it, then run again",
     ),
     (
         Exit.UNAVAILABLE,
-        "unavailable",
         "MLflow, GitHub, the git remote, Kubernetes, Prometheus or KFP did not answer or answered "
         "5xx/429, or another releasebot holds the workdir: the same command may succeed later",
     ),
-    (Exit.INTERNAL, "internal", "releasebot itself failed (a bug): the traceback is on stderr"),
+    (Exit.INTERNAL, "releasebot itself failed (a bug): the traceback is on stderr"),
 )
 
 
 def epilog() -> str:
     """The exit codes, as ``releasebot --help`` ends."""
     lines = ["exit codes:"]
-    for code, _, meaning in EXIT_CODES:
+    for code, meaning in EXIT_CODES:
         lines.append(textwrap.fill(meaning, 78, initial_indent=f"  {code:<4}", subsequent_indent=" " * 6))
     return "\n".join(lines)
 

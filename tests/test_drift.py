@@ -41,7 +41,10 @@ class Served:
         frame(3000, seed=1).to_parquet(self.reference)
         run_id = self.client.create_run("0").info.run_id
         source = json.dumps({"uri": str(self.reference)})
-        self.client.log_inputs(run_id, [DatasetInput(Dataset("train", "abc123", "local", source))])
+        # MLflow keeps one dataset per (name, digest) in an experiment: a digest of its own, or
+        # this model's run would point at another test's file.
+        digest = uuid.uuid4().hex[:12]
+        self.client.log_inputs(run_id, [DatasetInput(Dataset("train", digest, "local", source))])
         self.client.create_registered_model(self.name)
         self.version = self.client.create_model_version(self.name, "s3://m/1", run_id=run_id).version
         self.client.set_registered_model_alias(self.name, "champion", self.version)

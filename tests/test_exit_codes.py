@@ -38,12 +38,12 @@ def quick_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_codes_are_documented_alike_in_help_the_module_and_the_readme(run_cli) -> None:
-    assert [code for code, _, _ in EXIT_CODES] == [0, 1, 2, 3, 70]
+    assert [code for code, _ in EXIT_CODES] == [0, 1, 2, 3, 70]
     shown = run_cli("--help")
     assert shown.code == 0
     help_text = " ".join(shown.out.split())
     readme = README.read_text()
-    for code, _, meaning in EXIT_CODES:
+    for code, meaning in EXIT_CODES:
         assert f" {code} {meaning}" in help_text, code
         assert f"| {code} | {meaning} |" in readme, code
         assert f"\n    {code} " in cli.__doc__, code
