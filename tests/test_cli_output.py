@@ -257,3 +257,66 @@ def test_completion_speaks_json(run_cli) -> None:
     assert result.code == 0
     doc = result.json()
     assert doc["shell"] == "bash" and doc["script"] == run_cli("completion", "bash").out
+
+
+def test_the_plan_document_types_every_value() -> None:
+    from datetime import UTC
+
+    from bot import documents
+    from bot.plan import Alert, BotBranch, Change, Close, FileEdit, Key, Note, Plan, Walk
+    from bot.plan.types import Deployment, Gate, GateRow, Measurement, Verdict, VersionTag
+
+    at = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+    key = Key("production", "fraud", "release")
+    gate = Gate(key, "7", "6", True, (GateRow("accuracy", "0.93", "0.91", "≥ baseline", True),), "passed 1 of 1")
+    change = Change(
+        key, "pull-request", (FileEdit("production/fraud/inferenceservice.yaml", "a", "b", ("$.spec.x",)),),
+        "7", "6", "msg", "Release fraud v7 to production", "body", "fp", auto_merge=True, reviewers=("ana",),
+        gate=gate,
+    )  # fmt: skip
+    verdict = Verdict(False, (Measurement("error rate", "q", 0.2, 0.01, "≤ 0.05", False),), at, at)
+    walk = Walk(key, "7", "6", 1, 25, "soaking", "", since=at, next_look=at, verdict=verdict)
+    branch = BotBranch("releasebot/staging/fraud/release", "abc", "5", "fp")
+    doc = documents.plan(
+        Plan(
+            changes=(change,),
+            closes=(Close(Key("staging", "fraud", "release"), branch, "main serves v5"),),
+            notes=(Note(key, "held", error=True),),
+            alerts=(Alert(Key("production", "fraud", "alert"), True, "drift", "body", "fp"),),
+            walks=(walk,),
+            deployments=(Deployment(key, "d" * 40, "7", "2/4", 25, "in_progress", "canary 25%"),),
+            tags=(VersionTag("fraud", "7", "releasebot.quality.production", "passed"),),
+            gates=(gate,),
+        )
+    )
+    json.dumps(doc)  # plain JSON all the way down
+    assert doc["ok"] is False and doc["next_look"] == "2026-11-22T03:00:00+00:00" and doc["held"] == []
+    c = doc["changes"][0]
+    assert (c["write_back"], c["previous"], c["auto_merge"], c["reviewers"]) == ("pull-request", "6", True, ["ana"])
+    assert c["fields"] == ["$.spec.x"] and c["held_at"] is None and c["supersedes"] is None
+    assert c["gate"]["rows"] == [
+        {"name": "accuracy", "candidate": 0.93, "baseline": 0.91, "rule": "≥ baseline", "passed": True}
+    ]
+    w = doc["walks"][0]
+    assert (w["step"], w["percent"], w["since"], w["message"]) == (2, 25, "2026-11-22T03:00:00+00:00", None)
+    assert w["verdict"]["measurements"][0] == {
+        "name": "error rate",
+        "query": "q",
+        "canary": 0.2,
+        "stable": 0.01,
+        "threshold": "≤ 0.05",
+        "passed": False,
+        "note": None,
+    }
+    assert doc["closes"] == [
+        {
+            "environment": "staging",
+            "model": "fraud",
+            "kind": "release",
+            "branch": "releasebot/staging/fraud/release",
+            "version": "5",
+            "reason": "main serves v5",
+        }
+    ]
+    assert doc["notes"][0]["error"] is True and doc["alerts"][0]["raised"] is True
+    assert doc["deployments"][0]["percent"] == 25 and doc["version_tags"][0]["value"] == "passed"
