@@ -17,19 +17,22 @@ def test_demo_runs_end_to_end(tmp_path: Path, run_cli, monkeypatch: pytest.Monke
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # nothing written beside its folder
     envs = tmp_path / "demo" / "environments"
     log = subprocess.run(["git", "-C", str(envs), "log", "--format=%s", "main"], capture_output=True, text=True).stdout
+    # Promotion order: dev first; staging's branch once dev serves the version; production's only
+    # once a person merged staging's.
     assert log.splitlines() == [
-        "Release iris-classifier v3 to dev",
         "Release iris-classifier v2 to dev",
+        "Merge releasebot/staging/iris-classifier/release",
+        "Release iris-classifier v1 to staging",
+        "Release iris-classifier v1 to dev",
         "Initial environments repository",
     ]
     branches = subprocess.run(
         ["git", "-C", str(envs), "branch", "--format=%(refname:short)"], capture_output=True, text=True
     ).stdout.split()
-    assert sorted(branches) == [
-        "main",
-        "releasebot/production/iris-classifier/release",
-        "releasebot/staging/iris-classifier/release",
-    ]
+    # v2 is proposed for staging; production's v1 branch was closed: @champion moved on to v2,
+    # which waits for staging.
+    assert sorted(branches) == ["main", "releasebot/staging/iris-classifier/release"]
+    assert "production waits for v2 to be promoted in staging (it serves v1)" in result.out + result.err
     dev = yamlio.to_plain(yamlio.load_file(envs / "dev/iris-classifier/inferenceservice.yaml"))
     assert dev["spec"]["predictor"]["model"]["storageUri"].startswith("pvc://mlflow-artifacts/")
     assert "Nothing to change." in result.out

@@ -77,11 +77,10 @@ def admit(
                     key, version.version, now.version, None, None, "waiting", message, next_look=passage.look_at
                 )
                 found.walks.append(walk)
-            closed = (
-                _moot(key, branch, f"v{version.version} has not finished in {before.name}")
-                if _proposes(branch, version)
-                else ([], [], [])
-            )
+            # An open release branch here proposes an earlier version the alias has moved past, or
+            # this one too early: either way it is not what this environment should review now.
+            reason = f"@{env.alias} wants v{version.version}, which has not finished in {before.name}"
+            closed = _moot(key, branch, reason)
             return (closed[0], closed[1], [*closed[2], Note(key, message)]), None
     if env.gate is None:
         return None, None
@@ -95,17 +94,9 @@ def admit(
         found.gates.append(verdict)
     if verdict.passed:
         return None, verdict
-    closed = (
-        _moot(key, branch, f"v{version.version} failed the quality gate: {verdict.summary}")
-        if _proposes(branch, version)
-        else ([], [], [])
-    )
+    closed = _moot(key, branch, f"v{version.version} failed the quality gate: {verdict.summary}")
     note = Note(key, f"v{version.version} failed the quality gate of {env.name}: {verdict.summary}")
     return (closed[0], closed[1], [*closed[2], note]), verdict
-
-
-def _proposes(branch: BotBranch | None, version: Version) -> bool:
-    return branch is not None and branch.version == version.version
 
 
 def finish(plan: Plan, registry: RegistrySnapshot, cat: Catalog, found: Found, look: Look | None) -> Plan:
