@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot import __version__, capacity, logs, pipelines
+from bot import __version__, capacity, logs, pipelines, settings
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog
 from bot.commands import plan_rows, text_table, walk_text
@@ -29,7 +29,7 @@ from bot.plan import Change, Note
 from bot.reconcile import Watch, make_plan, observe, pin_change, reconcile, watch_from, write_back
 from bot.redact import redact
 from bot.registry import Registry, registry_cache
-from bot.repo import WORKDIR_WAIT, EnvRepo, default_workdir, local_or_url
+from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
 
 
@@ -109,15 +109,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _repo(args: argparse.Namespace) -> EnvRepo:
-    remote = local_or_url(args.repo or os.environ.get("RELEASEBOT_REPO") or ".")
+    remote = local_or_url(args.repo or settings.REPO.get(os.environ) or ".")
     workdir = Path(args.workdir) if args.workdir else default_workdir(remote)
-    wait = os.environ.get("RELEASEBOT_WORKDIR_WAIT")
-    return EnvRepo(remote, workdir, workdir_wait=float(wait) if wait else WORKDIR_WAIT)
+    return EnvRepo(remote, workdir, workdir_wait=settings.WORKDIR_WAIT.seconds(os.environ))
 
 
 def _registry_for(args: argparse.Namespace):
     def make(cat: Catalog) -> Registry:
-        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or cat.tracking_uri
+        uri = args.tracking_uri or settings.TRACKING_URI.get(os.environ) or cat.tracking_uri
         return Registry(uri, cat.storage_uri_map, cache_file=registry_cache(_repo(args).cache_dir))
 
     return make
@@ -126,9 +125,9 @@ def _registry_for(args: argparse.Namespace):
 def _watch(args: argparse.Namespace) -> Watch:
     config = dict(os.environ)
     if getattr(args, "kubeconfig", None):
-        config["RELEASEBOT_KUBECONFIG"] = args.kubeconfig
+        config[settings.KUBECONFIG.name] = args.kubeconfig
     if getattr(args, "context", None):
-        config["RELEASEBOT_KUBE_CONTEXT"] = args.context
+        config[settings.KUBE_CONTEXT.name] = args.context
     return watch_from(config)
 
 
@@ -255,7 +254,7 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
         columns=tuple(drift.parse_column(c) for c in args.column),
         version=args.version or None,
     )
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = args.tracking_uri or settings.TRACKING_URI.get(os.environ)
     if not uri:
         return _fail("no MLflow tracking URI: set MLFLOW_TRACKING_URI or --tracking-uri")
     result = drift.run(job, Registry(uri))
@@ -283,7 +282,7 @@ def cmd_retrain_submit(args: argparse.Namespace) -> int:
             description=args.description,
             parameters=tuple(pipelines.parse_parameter(p) for p in args.parameter),
         )
-        token = pipelines.read_token(args.token_file or os.environ.get(pipelines.TOKEN_FILE_ENV))
+        token = pipelines.read_token(args.token_file or settings.PIPELINES_TOKEN_FILE.get(os.environ))
         if token is None:
             # Said out loud: a KFP that requires authentication will answer 401/403 below.
             print(
@@ -309,9 +308,13 @@ def serve_config(args: argparse.Namespace) -> dict[str, str]:
     from bot.serve import load_config
 
     config = load_config(os.environ, Path(args.config) if args.config else None)
-    flags = {"RELEASEBOT_REPO": args.repo, "RELEASEBOT_WORKDIR": args.workdir, "MLFLOW_TRACKING_URI": args.tracking_uri}
+    flags = {
+        settings.REPO.name: args.repo,
+        settings.WORKDIR.name: args.workdir,
+        settings.TRACKING_URI.name: args.tracking_uri,
+    }
     if args.resync is not None:
-        flags["RELEASEBOT_RESYNC_SECONDS"] = str(args.resync)
+        flags[settings.RESYNC_SECONDS.name] = str(args.resync)
     config.update({k: v for k, v in flags.items() if v})
     return config
 
