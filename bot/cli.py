@@ -421,7 +421,7 @@ def cmd_mlflow_webhook_create(args: argparse.Namespace) -> int:
             "duplicates": list(done.duplicates),
             "test": None
             if tested is None
-            else {"success": tested.success, "status": tested.status, "error": tested.error},
+            else {"success": tested.success, "status": tested.status, "said": tested.said},
         }
         print(json.dumps(report, indent=2))
         return 1 if failed else 0
@@ -430,8 +430,9 @@ def cmd_mlflow_webhook_create(args: argparse.Namespace) -> int:
     if done.duplicates:
         print(f"Also registered for this URL, left alone: {', '.join(done.duplicates)} (each delivers again)")
     if tested is not None:
-        outcome = "accepted" if tested.success else f"not accepted: {tested.error or 'no answer'}"
-        print(f"MLflow's test delivery: {tested.status or '-'}, {outcome}")
+        answer = f"answered {tested.status}" if tested.status is not None else "no answer"
+        verdict = "accepted" if tested.success else "not accepted"
+        print(f"MLflow's test delivery: {verdict}, {answer}: {tested.said or '(empty)'}")
     return 1 if failed else 0
 
 

@@ -41,8 +41,8 @@ class Registered:
 @dataclass(frozen=True)
 class Tested:
     success: bool
-    status: int | None
-    error: str | None
+    status: int | None  # the receiver's answer; None when there was none
+    said: str  # the receiver's answer (its first 200 characters), or why there was none
 
 
 def events() -> list[str]:
@@ -136,4 +136,5 @@ def test(registry: Registry, webhook_id: str) -> Tested:
     """MLflow's own test delivery of an alias event to the webhook, and what the receiver said."""
     event = "model_version_alias.created"
     result = registry._call(f"test webhook {webhook_id}", registry.client.test_webhook, webhook_id, event)
-    return Tested(bool(result.success), result.response_status, result.error_message)
+    said = result.response_body if result.response_status is not None else result.error_message
+    return Tested(bool(result.success), result.response_status, (said or "").strip()[:200])
