@@ -12,7 +12,8 @@ the ``releasebot/validate`` check run (coalescing per commit), and a comment com
 delivery). A :class:`bot.work.Work` does them (in ``serve``, a worker process: this process only
 answers HTTP, so the work never holds its GIL); this module only decides what to queue. Unknown
 events are answered 202 and logged, with no work. Until the work has a catalog to route with,
-deliveries get 503 and ``/readyz`` says why.
+deliveries get 503 and ``/readyz`` says why. ``GET /app/setup`` is where GitHub sends whoever
+registered or installed the App: a page (:func:`bot.githubapp.setup_page`) with the next step.
 """
 
 from __future__ import annotations
