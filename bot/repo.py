@@ -54,9 +54,8 @@ _TRAILER = re.compile(r"^(Releasebot-[A-Za-z]+):\s*(.+)$", re.M)
 # expected``, reported as ``[remote rejected] (failed to update ref)``). A push refused for any
 # other reason (a protected branch, a declining hook) is not a race, and retrying will not help.
 _MOVED = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock ref")
-WORKDIR_WAIT = settings.WORKDIR_WAIT.seconds(
-    {}
-)  # seconds a command waits for another releasebot using the same workdir
+# Seconds a command waits for another releasebot using the same workdir, unless the setting says.
+WORKDIR_WAIT = settings.WORKDIR_WAIT.seconds({})
 _BOT_ENV = {
     "GIT_AUTHOR_NAME": BOT_NAME,
     "GIT_AUTHOR_EMAIL": BOT_EMAIL,
