@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 
-.PHONY: install prometheus demo test lint format bench environments clean
+.PHONY: install prometheus demo test lint format bench environments docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: $(STAMP) prometheus
 # Regenerate the example environments repo from its catalog (a test fails when it is stale).
 environments: $(STAMP)
 	$(BIN)/python -m tests.regenerate_environments
+
+# Regenerate the README's configuration reference from bot/settings.py and the catalog schema
+# (a test fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m tests.regenerate_docs
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from bot import settling
+from bot import settings, settling
 from bot.catalog import CATALOG_FILE, Canary, Catalog, Environment, Model, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError, ReleasebotError, UpstreamError
 from bot.forge import Forge, proposed, record_proposed
@@ -255,9 +255,10 @@ def watch_from(config: Mapping[str, str]) -> Watch:
 
         return ask(url, canary, request)
 
-    kubeconfig = config.get("RELEASEBOT_KUBECONFIG") or config.get("KUBECONFIG")
-    in_pod = bool(config.get("KUBERNETES_SERVICE_HOST"))
-    cluster = _LazyCluster(kubeconfig, config.get("RELEASEBOT_KUBE_CONTEXT")) if (kubeconfig or in_pod) else None
+    kubeconfig = settings.KUBECONFIG.get(config) or settings.PLAIN_KUBECONFIG.get(config)
+    in_pod = bool(settings.IN_POD.get(config))
+    context = settings.KUBE_CONTEXT.get(config)
+    cluster = _LazyCluster(kubeconfig, context) if (kubeconfig or in_pod) else None
     return Watch(cluster, analyse)
 
 

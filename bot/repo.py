@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import git
 
+from bot import settings
 from bot.errors import Busy, ConflictError, PermanentUpstreamError, SecurityError, TransientUpstreamError
 from bot.plan import BotBranch, Change
 from bot.redact import redact
@@ -53,7 +54,8 @@ _TRAILER = re.compile(r"^(Releasebot-[A-Za-z]+):\s*(.+)$", re.M)
 # expected``, reported as ``[remote rejected] (failed to update ref)``). A push refused for any
 # other reason (a protected branch, a declining hook) is not a race, and retrying will not help.
 _MOVED = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock ref")
-WORKDIR_WAIT = 120.0  # seconds a command waits for another releasebot using the same workdir
+# Seconds a command waits for another releasebot using the same workdir, unless the setting says.
+WORKDIR_WAIT = settings.WORKDIR_WAIT.seconds({})
 _BOT_ENV = {
     "GIT_AUTHOR_NAME": BOT_NAME,
     "GIT_AUTHOR_EMAIL": BOT_EMAIL,
@@ -120,7 +122,7 @@ def local_or_url(remote: str) -> str:
 
 
 def default_workdir(remote: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "releasebot"
+    base = Path(settings.CACHE_HOME.get(os.environ) or Path.home() / ".cache") / "releasebot"
     return base / hashlib.sha256(remote.encode()).hexdigest()[:16]
 
 

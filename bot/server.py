@@ -12,7 +12,8 @@ the ``releasebot/validate`` check run (coalescing per commit), and a comment com
 delivery). A :class:`bot.work.Work` does them (in ``serve``, a worker process: this process only
 answers HTTP, so the work never holds its GIL); this module only decides what to queue. Unknown
 events are answered 202 and logged, with no work. Until the work has a catalog to route with,
-deliveries get 503 and ``/readyz`` says why.
+deliveries get 503 and ``/readyz`` says why. ``GET /app/setup`` is where GitHub sends whoever
+registered or installed the App: a page (:func:`bot.githubapp.setup_page`) with the next step.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot import intake
+from bot import githubapp, intake
 from bot.catalog import Catalog
 from bot.errors import InvalidRequest, SecurityError
 from bot.work import Reconcile, Work
@@ -211,6 +212,12 @@ class Receiver:
         worker = await run_in_threadpool(self.work.exposition)
         return Response(generate_latest(self.metrics.receiver) + worker, media_type=CONTENT_TYPE_LATEST)
 
+    async def app_setup(self, request: Request) -> Response:
+        # Where GitHub sends the person who registered or installed the App: the next step, for
+        # people (no script). It needs no catalog, so it answers while the worker starts too.
+        status, page = githubapp.setup_page(dict(request.query_params))
+        return HTMLResponse(page, status, headers=githubapp.SECURITY_HEADERS)
+
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -233,8 +240,9 @@ def create_app(receiver: Receiver) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/webhooks/github", receiver.github, methods=["POST"]),
-            Route("/webhooks/mlflow", receiver.mlflow, methods=["POST"]),
+            Route(githubapp.GITHUB_HOOK_PATH, receiver.github, methods=["POST"]),
+            Route(githubapp.MLFLOW_HOOK_PATH, receiver.mlflow, methods=["POST"]),
+            Route(githubapp.SETUP_PATH, receiver.app_setup),
             Route("/metrics", receiver.scrape),
             Route("/healthz", receiver.healthz),
             Route("/readyz", receiver.readyz),

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from bot import checks, commands
+from bot import checks, commands, settings
 from bot.catalog import Catalog
 from bot.errors import PermanentUpstreamError, ReleasebotError, TransientUpstreamError
 from bot.forge import forges
@@ -46,11 +46,12 @@ class Service:
     """The worker behind the receiver."""
 
     def __init__(self, config: Mapping[str, str], metrics: Metrics, tracking_uri: str | None = None) -> None:
-        remote = local_or_url(config.get("RELEASEBOT_REPO") or ".")
-        workdir = Path(config["RELEASEBOT_WORKDIR"]) if config.get("RELEASEBOT_WORKDIR") else default_workdir(remote)
+        remote = local_or_url(settings.REPO.get(config) or ".")
+        workdir_setting = settings.WORKDIR.get(config)
+        workdir = Path(workdir_setting) if workdir_setting else default_workdir(remote)
         self.repo = EnvRepo(remote, workdir)
         self.metrics = metrics
-        self.tracking_uri = tracking_uri or config.get("MLFLOW_TRACKING_URI")
+        self.tracking_uri = tracking_uri or settings.TRACKING_URI.get(config)
         github = None
         if remote.startswith("https://"):
             # With GitHub credentials configured, they also fetch and push the HTTPS remote.

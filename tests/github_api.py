@@ -3,7 +3,7 @@
 :class:`GitHubMock` wraps ``responses`` (``assert_all_requests_are_fired=True``): each mocked
 operation is named by its OpenAPI operationId, its request body is validated against the
 operation's request schema and its response against the response schema for its status, using
-the REST subset in ``tests/fixtures/github`` and the three operations extracted beside it.
+the REST subset in ``tests/fixtures/github`` and the operations extracted beside it.
 Response bodies start from the description's own examples, so they look like what GitHub sends.
 """
 
@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures/github"
 
 
 def _load_spec() -> dict[str, Any]:
-    """The subset, plus the three operations extracted beside it from the same upstream file."""
+    """The subset, plus the operations extracted beside it from the same upstream file."""
     spec = json.loads((FIXTURES / "api.github.com.subset.json").read_text())
     extra = json.loads((FIXTURES / "api.github.com.extra.json").read_text())
     for path, ops in extra["paths"].items():

@@ -50,13 +50,13 @@ from github.CheckRun import CheckRun
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
-from bot import prbody
+from bot import prbody, settings
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
 from bot.metrics import Metrics
 from bot.plan import Alert, Change, Close, Key
 from bot.repo import EnvRepo
 
-API = "https://api.github.com"
+API = settings.GITHUB_API
 CHECK_NAME = "releasebot/validate"
 ROLLOUT_CHECK = "releasebot/rollout"
 MAX_ANNOTATIONS = 50  # GitHub takes at most 50 annotations per check run request
@@ -132,19 +132,19 @@ def forge_from_env(
     repo: EnvRepo, repo_url: str, base: str, env: dict[str, str], metrics: Metrics | None = None
 ) -> GitHubForge | None:
     """The GitHub forge configured by RELEASEBOT_GITHUB_* variables, or None when there are none."""
-    token = env.get("RELEASEBOT_GITHUB_TOKEN")
-    app_id = env.get("RELEASEBOT_GITHUB_APP_ID")
+    token = settings.GITHUB_TOKEN.get(env)
+    app_id = settings.GITHUB_APP_ID.get(env)
     if not token and not app_id:
         return None
     key = None
     if app_id:
-        key_file = env.get("RELEASEBOT_GITHUB_PRIVATE_KEY_FILE")
+        key_file = settings.GITHUB_PRIVATE_KEY_FILE.get(env)
         if not key_file:
-            raise PermanentUpstreamError("RELEASEBOT_GITHUB_APP_ID needs RELEASEBOT_GITHUB_PRIVATE_KEY_FILE")
+            raise PermanentUpstreamError(f"{settings.GITHUB_APP_ID.name} needs {settings.GITHUB_PRIVATE_KEY_FILE.name}")
         key = Path(key_file).read_text()
-    installation = env.get("RELEASEBOT_GITHUB_INSTALLATION_ID")
-    base_url = env.get("RELEASEBOT_GITHUB_API_URL", API)
-    tokens = TokenSource(token, app_id, key, int(installation) if installation else None, base_url)
+    installation = settings.GITHUB_INSTALLATION_ID.integer(env)
+    base_url = settings.GITHUB_API_URL.get(env) or API
+    tokens = TokenSource(token, app_id, key, installation, base_url)
     full_name = repo_full_name(repo_url)
     tokens.find_installation(full_name)
     return GitHubForge(repo, full_name, tokens, base=base, base_url=base_url, metrics=metrics)

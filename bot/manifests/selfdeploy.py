@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import settings
 from bot.blueprints import BlueprintSet
 from bot.catalog import Catalog
 from bot.manifests import argocd
@@ -28,7 +29,7 @@ DEPLOYMENT_OWNED = [
     *_PLACED,
     Owned(("spec", "replicas")),
     Owned((*_CONTAINER, "image")),
-    Owned((*_CONTAINER, "env", Sel("name", "RELEASEBOT_REPO"), "value")),
+    Owned((*_CONTAINER, "env", Sel("name", settings.REPO.name), "value")),
     Owned((*_CONTAINER, "env", Sel("name", "MLFLOW_TRACKING_URI"), "value")),
     Owned((*_CONTAINER, "envFrom")),
     Owned(("spec", "template", "spec", "volumes", Sel("name", "github-app"), "secret", "secretName")),
