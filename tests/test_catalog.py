@@ -80,7 +80,7 @@ def test_scale_to_zero_needs_serverless(example_text: str) -> None:
 
 def test_retrain_needs_a_pipeline_endpoint(example_text: str) -> None:
     start = example_text.index("pipelines:")
-    end = example_text.index("# Environments.")
+    end = example_text.index("# Environments, in promotion order")
     assert "'pipelines.endpoint' (where runs are submitted) is required" in refuse(
         example_text[:start] + example_text[end:]
     )
