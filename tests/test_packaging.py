@@ -42,6 +42,8 @@ def test_the_github_app_manifest_asks_least_privilege_for_the_events_serve_handl
         "issues": "write",
         "metadata": "read",
         "statuses": "read",
+        "deployments": "write",
+        "merge_queues": "read",
     }
     # installation and ping reach every App without a subscription.
     assert set(app["default_events"]) == GITHUB_EVENTS - {"installation", "ping"}
