@@ -293,7 +293,7 @@ def _write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge 
     return f"{verb} {change.title}: {said}", head
 
 
-def follow_up(change: Change, head: str, forge_for: Callable[[str], Forge | None]) -> list[str]:
+def follow_up(change: Change, head: str, forge_for: Callable[[str], Forge | None]) -> list[str | None]:
     """What a proposed pull request at ``head`` needs beyond review, asked on every pass (both
     verbs look before they write): the quality gate's evidence as a check on its head, then
     auto-merge, so a required quality check is there before GitHub decides."""
@@ -302,7 +302,17 @@ def follow_up(change: Change, head: str, forge_for: Callable[[str], Forge | None
         return []
     said = [forge.quality(change, head) if change.gate is not None else None]
     said.append(forge.merge_when_ready(change, head) if change.auto_merge else None)
-    return [s for s in said if s]
+    return said
+
+
+def _carry_on(result: Result, call: Callable[[], list[str | None]]) -> None:
+    """Add what ``call`` said to ``result``. GitHub refusing it for good (a permission, a
+    repository setting) is said among the skipped, and the rest of the pass goes on: auto-merge
+    or a deployment that cannot be done must not keep closes and alerts from happening."""
+    try:
+        result.done += [s for s in call() if s]
+    except PermanentUpstreamError as exc:
+        result.skipped.append(str(exc))
 
 
 def _remember(repo: EnvRepo, change: Change, head: str) -> None:
@@ -368,13 +378,11 @@ def reconcile(
                 pushed.append((change, head))
             result.done += repropose(repo, p.held, forge_for)
             for change, head in [*pushed, *((c, c.held) for c in p.held if c.held)]:
-                result.done += follow_up(change, head, forge_for)
-            for d in p.deployments:
+                _carry_on(result, lambda c=change, h=head: follow_up(c, h, forge_for))
+            github = forge_for("pull-request") if p.deployments else None
+            for d in p.deployments if github is not None else ():
                 # Deployments live on GitHub whatever the write-back mode, like alerts.
-                github = forge_for("pull-request")
-                said = github.deployment(d) if github is not None else None
-                if said:
-                    result.done.append(said)
+                _carry_on(result, lambda d=d, g=github: [g.deployment(d)])
             for change in p.changes:
                 if change.verdict is None:
                     continue

@@ -13,7 +13,7 @@ import pytest
 
 import bot.reconcile
 from bot.catalog import load_catalog
-from bot.forge import forges
+from bot.forge import forges, record_proposed
 from bot.forge.github import GitHubForge, TokenSource
 from bot.plan import Change, FileEdit, Key, Plan
 from bot.plan.types import Deployment, Gate, GateRow
@@ -22,6 +22,8 @@ from bot.repo import EnvRepo
 from tests.conftest import EXAMPLE_CATALOG
 from tests.github_api import GitHubMock, check_run, example, pull_request, pull_simple
 from tests.github_graphql import mock as graphql
+from tests.test_github_deployments import deployment as deployment_items
+from tests.test_github_deployments import status
 from tests.test_github_merging import ENABLED
 
 REPO = {"owner": "acme", "repo": "envs"}
@@ -125,3 +127,28 @@ def test_a_pass_without_github_configured_skips_the_deployments(repo: EnvRepo, m
     monkeypatch.setattr(bot.reconcile, "make_plan", lambda *args: (load_catalog(EXAMPLE_CATALOG), plan))
     result = reconcile(repo, lambda cat: None, lambda mode: None)  # type: ignore[arg-type]
     assert result.done == [] and result.skipped == []
+
+
+def test_github_refusing_auto_merge_is_said_and_the_rest_of_the_pass_goes_on(
+    repo: EnvRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = release(STAGING, "bbbb", auto_merge=True, held=HELD)
+    step = Deployment(STAGING, MAIN_STEP, "3", "promoted", 100, "success", "fraud v3 promoted in staging")
+    plan = Plan(changes=(), closes=(), notes=(), held=(held,), deployments=(step,))
+    monkeypatch.setattr(bot.reconcile, "make_plan", lambda *args: (load_catalog(EXAMPLE_CATALOG), plan))
+    record_proposed(repo.cache_dir, STAGING.branch, HELD)  # proposed before: no look-up for that
+    github = GitHubForge(repo, "acme/envs", TokenSource(token="ghs_test"), throttle=False)
+    found = pull_simple(8, STAGING.branch, held.title, held.body)
+    found["head"]["sha"] = HELD
+    with GitHubMock() as gh:
+        gh.add("pulls/list", REPO, 200, [found], query={"head": f"acme:{STAGING.branch}"})
+        graphql(gh, error="Pull request User is not allowed to push to this repository")
+        query = {"sha": MAIN_STEP, "task": "deploy:fraud", "environment": "staging"}
+        done = deployment_items(55)
+        gh.add("repos/list-deployments", REPO, 200, [done], query=query)
+        gh.add("repos/list-deployment-statuses", {**REPO, "deployment_id": 55}, 200, [status(5, 55, "success")])
+        result = reconcile(repo, lambda cat: None, forges(repo, {}, github_forge=github))  # type: ignore[arg-type]
+    assert result.done == []
+    assert result.skipped == [
+        "GitHub 400: enable auto-merge on #8: Pull request User is not allowed to push to this repository"
+    ]

@@ -39,6 +39,7 @@ from github.GithubObject import NotSet
 from github.PullRequest import PullRequest
 
 from bot import prbody
+from bot.errors import UpstreamError
 from bot.forge.github import QUALITY_CHECK, GitHubForge, detail
 from bot.plan import Change
 
@@ -58,6 +59,14 @@ NOT_AVAILABLE = (
 
 
 def ask_reviewers(forge: GitHubForge, pr: PullRequest, change: Change) -> str:
+    try:
+        return _ask_reviewers(forge, pr, change)
+    except UpstreamError as exc:
+        # The pull request is open; failing its proposal now would only hide that.
+        return f"; could not ask for reviews: {exc}"
+
+
+def _ask_reviewers(forge: GitHubForge, pr: PullRequest, change: Change) -> str:
     """Request the change's reviewers on the pull request just opened; what was done, as a suffix
     for the proposal's line ("" when nobody is asked).
 
@@ -67,7 +76,8 @@ def ask_reviewers(forge: GitHubForge, pr: PullRequest, change: Change) -> str:
     refuses the request (422, typically someone who is not a collaborator: then nobody was asked),
     each reviewer is asked alone, so one wrong name costs only itself, and the pull request says
     who could not be asked and why, where its reviewers and the catalog's owners see it. Nothing
-    fails: a missing reviewer must not stop a release from being proposed.
+    fails: a missing reviewer must not stop a release from being proposed (:func:`ask_reviewers`
+    says any other failure in its line).
     """
     author = (pr.user.login if pr.user else "").lower()
     owner = forge.full_name.split("/")[0].lower()
