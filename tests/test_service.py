@@ -55,6 +55,21 @@ def replied(gh: GitHubMock, number: int, replies: list[str]) -> None:
     )
 
 
+def validate_check(gh: GitHubMock, sha: str, run_id: int, conclusion: str, sent: list[dict]) -> None:
+    """GitHub's side of one releasebot/validate check on ``sha``: none there yet, one created, then
+    concluded; what releasebot sends for both goes in ``sent``."""
+    listed = {"total_count": 0, "check_runs": []}
+    gh.add("checks/list-for-ref", {**REPO, "ref": sha}, 200, listed, query={"check_name": "releasebot/validate"})
+    gh.add("checks/create", REPO, 201, check_run(run_id, sha), check_request=lambda h, b: sent.append(b))
+    gh.add(
+        "checks/update",
+        {**REPO, "check_run_id": run_id},
+        200,
+        check_run(run_id, sha, "completed", conclusion),
+        check_request=lambda h, b: sent.append(b),
+    )
+
+
 def command(line: str, number: int = 9, user: str = "dana", on_pr: bool = True, body: str = "") -> CommandRequest:
     return CommandRequest(f"d-{number}-{line}", number, on_pr, user, line, body)
 
@@ -137,21 +152,7 @@ def test_the_validate_check_run_annotates_file_and_line(world: World) -> None:
     sent: list[dict] = []
     with GitHubMock() as gh:
         gh.passthru(world.url)
-        gh.add(
-            "checks/list-for-ref",
-            {**REPO, "ref": sha},
-            200,
-            {"total_count": 0, "check_runs": []},
-            query={"check_name": "releasebot/validate"},
-        )
-        gh.add("checks/create", REPO, 201, check_run(41, sha), check_request=lambda h, b: sent.append(b))
-        gh.add(
-            "checks/update",
-            {**REPO, "check_run_id": 41},
-            200,
-            check_run(41, sha, "completed", "failure"),
-            check_request=lambda h, b: sent.append(b),
-        )
+        validate_check(gh, sha, 41, "failure", sent)
         metrics = Metrics()
         service(world, metrics).validate(CheckRequest(sha, "tune", 12))
     assert sent[0] == {"name": "releasebot/validate", "head_sha": sha, "status": "in_progress"}
@@ -222,21 +223,7 @@ def test_a_signed_merge_group_delivery_reports_releasebot_validate_on_the_groups
     sent: list[dict] = []
     with GitHubMock() as gh, TestClient(create_app(receiver)) as client:
         gh.passthru(world.url)
-        gh.add(
-            "checks/list-for-ref",
-            {**REPO, "ref": head},
-            200,
-            {"total_count": 0, "check_runs": []},
-            query={"check_name": "releasebot/validate"},
-        )
-        gh.add("checks/create", REPO, 201, check_run(43, head), check_request=lambda h, b: sent.append(b))
-        gh.add(
-            "checks/update",
-            {**REPO, "check_run_id": 43},
-            200,
-            check_run(43, head, "completed", "success"),
-            check_request=lambda h, b: sent.append(b),
-        )
+        validate_check(gh, head, 43, "success", sent)
         headers = {"X-GitHub-Event": "merge_group", "X-GitHub-Delivery": "q-1", "X-Hub-Signature-256": signature}
         response = client.post("/webhooks/github", content=body, headers=headers)
         assert response.status_code == 202 and response.json()["queued"] == [f"validate {head[:12]}"]
