@@ -284,8 +284,14 @@ def _committed(repo: EnvRepo, change: Change, sha: str) -> str:
 
 def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge | None]) -> str:
     """Carry out one change by its environment's mode; return what was done."""
+    return _write_back(repo, change, forge_for)[0]
+
+
+def _write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge | None]) -> tuple[str, str]:
+    """:func:`write_back`, and the commit it wrote (main's, or the branch head it proposed)."""
     if change.write_back == "commit":
-        return _committed(repo, change, repo.commit_to_main(change))
+        sha = repo.commit_to_main(change)
+        return _committed(repo, change, sha), sha
     expected = repo.bot_branch(change.key.branch)
     if expected is not None and expected.human_commits:
         # The planner holds such a branch for every kind; this is the last line before a force
@@ -302,7 +308,29 @@ def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge |
         exc.written = (*exc.written, f"{verb} branch {change.key.branch} at {head[:12]} (not yet proposed)")
         raise
     _remember(repo, change, head)
-    return f"{verb} {change.title}: {said}"
+    return f"{verb} {change.title}: {said}", head
+
+
+def follow_up(change: Change, head: str, forge_for: Callable[[str], Forge | None]) -> list[str | None]:
+    """What a proposed pull request at ``head`` needs beyond review, asked on every pass (both
+    verbs look before they write): the quality gate's evidence as a check on its head, then
+    auto-merge, so a required quality check is there before GitHub decides."""
+    forge = forge_for(change.write_back) if change.write_back == "pull-request" else None
+    if forge is None:
+        return []
+    said = [forge.quality(change, head) if change.gate is not None else None]
+    said.append(forge.merge_when_ready(change, head) if change.auto_merge else None)
+    return said
+
+
+def _carry_on(result: Result, call: Callable[[], list[str | None]]) -> None:
+    """Add what ``call`` said to ``result``. GitHub refusing it for good (a permission, a
+    repository setting) is said among the skipped, and the rest of the pass goes on: auto-merge
+    or a deployment that cannot be done must not keep closes and alerts from happening."""
+    try:
+        result.done += [s for s in call() if s]
+    except PermanentUpstreamError as exc:
+        result.skipped.append(str(exc))
 
 
 def _remember(repo: EnvRepo, change: Change, head: str) -> None:
@@ -354,6 +382,7 @@ def reconcile(
             committed = [c for c in p.changes if c.write_back == "commit"]
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
                 result.done.append(_committed(repo, change, sha))
+            pushed: list[tuple[Change, str]] = []
             for change in p.changes:
                 if change.write_back == "commit":
                     continue
@@ -362,7 +391,9 @@ def reconcile(
                         f"{change.key.branch}: {change.write_back} write-back is not configured here; skipped"
                     )
                     continue
-                result.done.append(write_back(repo, change, forge_for))
+                said, head = _write_back(repo, change, forge_for)
+                result.done.append(said)
+                pushed.append((change, head))
             result.done += repropose(repo, p.held, forge_for)
             if p.tags:
                 registry = registry_for(cat)
@@ -371,6 +402,12 @@ def reconcile(
                     # when MLflow says something else.
                     registry.set_tag(tag.registered_model, tag.version, tag.name, tag.value)
                     result.done.append(f"tagged {tag.registered_model} v{tag.version} {tag.name}={tag.value[:60]}")
+            for change, head in [*pushed, *((c, c.held) for c in p.held if c.held)]:
+                _carry_on(result, lambda c=change, h=head: follow_up(c, h, forge_for))
+            github = forge_for("pull-request") if p.deployments else None
+            for d in p.deployments if github is not None else ():
+                # Deployments live on GitHub whatever the write-back mode, like alerts.
+                _carry_on(result, lambda d=d, g=github: [g.deployment(d)])
             for change in p.changes:
                 if change.verdict is None:
                     continue

@@ -48,6 +48,7 @@ GITHUB_EVENTS = frozenset(
         "check_run",
         "check_suite",
         "status",
+        "merge_group",
         "issue_comment",
         "installation",
         "ping",

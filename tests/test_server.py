@@ -326,3 +326,19 @@ def test_a_status_on_main_brings_waiting_walks_forward(h: Harness) -> None:
     response = h.github("status", payload, delivery="d-2")
     assert response.status_code == 202 and response.json()["note"].endswith("walks look again")
     assert h.settle() == ["fraud-detector"]
+
+
+def test_a_merge_group_is_validated_at_the_groups_head(h: Harness) -> None:
+    payload = recorded("merge_group_checks_requested.payload.json")
+    group = payload["merge_group"]
+    # The queue's temporary branch for main; head_sha is the commit to check, not head_commit.id.
+    assert group["base_ref"] == "refs/heads/main" and group["head_sha"] != group["head_commit"]["id"]
+    response = h.github("merge_group", payload)
+    assert response.status_code == 202 and response.json()["queued"] == [f"validate {group['head_sha'][:12]}"]
+    branch = group["head_ref"].removeprefix("refs/heads/")
+    assert branch.startswith("gh-readonly-queue/main/pr-104-")
+    assert h.settle() == [("validate", group["head_sha"], branch, None)]
+    group["base_ref"] = "refs/heads/release-1"  # a queue into another branch: not ours to check
+    assert h.github("merge_group", payload, delivery="d-2").json()["queued"] == []
+    destroyed = payload | {"action": "destroyed"}  # the group merged or left the queue: nothing to check
+    assert h.github("merge_group", destroyed, delivery="d-3").json()["queued"] == []
