@@ -167,6 +167,7 @@ def _outcome(p: Plan, env: str, model: str, wrote: bool, skipped: frozenset[str]
     if said:
         return ("changed" if wrote else "planned"), "; ".join(said)
     notes = [n.message for n in p.notes if mine(n.key)]
+    notes += [f"drift alert raised: {a.title}" for a in p.alerts if a.raised and mine(a.key)]
     return "unchanged", "; ".join(notes) or "nothing to do"
 
 

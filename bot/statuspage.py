@@ -175,7 +175,7 @@ p.notice{margin:0 0 12px;padding:8px 12px;border:1px solid var(--line);border-ra
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;vertical-align:top;padding:6px 8px;border-bottom:1px solid var(--line)}
 th{font-size:12px;font-weight:600;text-transform:uppercase;letter-spacing:.02em;color:var(--muted);white-space:nowrap}
-td>div{min-width:0;overflow-wrap:anywhere}
+td>div{min-width:0;overflow-wrap:break-word}
 tr.attention>td:first-child{box-shadow:inset 4px 0 var(--bad)}
 tr.canary_failed,tr.blocked,tr.gate_failed,tr.reconcile_failed{background:var(--bad-bg)}
 tr.drift{background:var(--warn-bg)}
@@ -215,14 +215,19 @@ def _cell(label: str, inner: str, cls: str = "") -> str:
     return f'<td data-label="{_e(label)}"{klass}><div>{inner}</div></td>'
 
 
+def _branch_name(name: str) -> str:
+    # A narrow column breaks a long branch name at its slashes rather than mid-word.
+    return "<code>" + "/<wbr>".join(_e(part) for part in name.split("/")) + "</code>"
+
+
 def _branches(row: Row) -> str:
     out = []
     for b in row.branches:
         what = f"{b.kind} {_v(b.version)}"
         if b.url is not None:
-            out.append(f'<a href="{_e(b.url)}">pull request: {_e(what)}</a><small><code>{_e(b.branch)}</code></small>')
+            out.append(f'<a href="{_e(b.url)}">pull request: {_e(what)}</a><small>{_branch_name(b.branch)}</small>')
         else:
-            out.append(f"branch: {_e(what)}<small><code>{_e(b.branch)}</code></small>")
+            out.append(f"branch: {_e(what)}<small>{_branch_name(b.branch)}</small>")
     return "".join(f"<div>{o}</div>" for o in out) or DASH
 
 
