@@ -89,6 +89,49 @@ class Canary:
     queries: tuple[Query, ...] = ()
 
 
+@dataclass(frozen=True)
+class GateMetric:
+    """One metric rule of a quality gate: which way is better, and how much better or worse
+    than the baseline (absolute difference) or which absolute bound the candidate must meet."""
+
+    name: str
+    higher_is_better: bool
+    min_improvement: float | None = None
+    max_regression: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """An environment's quality gate: the baseline (``"serving"`` or an alias name) and the
+    metrics and tags a candidate must pass before a release change is proposed there."""
+
+    against: str  # "serving", or an MLflow alias without its "@"
+    metrics: tuple[GateMetric, ...] = ()
+    tags: tuple[tuple[str, str | None], ...] = ()  # (name, required value or None: present)
+
+
+def _gate(raw: dict[str, Any] | None) -> QualityGate | None:
+    if raw is None:
+        return None
+    return QualityGate(
+        against=raw.get("against", "serving").removeprefix("@"),
+        metrics=tuple(
+            GateMetric(
+                m["name"],
+                m["direction"] == "higher",
+                m.get("minImprovement"),
+                m.get("maxRegression"),
+                m.get("min"),
+                m.get("max"),
+            )
+            for m in raw.get("metrics", ())
+        ),
+        tags=tuple((t["name"], t.get("value")) for t in raw.get("tags", ())),
+    )
+
+
 def _canary(raw: dict[str, Any] | None) -> Canary | None:
     if raw is None:
         return None
@@ -240,6 +283,9 @@ class Environment:
     labels: tuple[str, ...] = ()
     pod_security: str = "baseline"  # the Pod Security level the namespace enforces
     canary: Canary | None = None  # None: a release goes to 100% in one change
+    auto_merge: bool = False  # GitHub merges release pull requests once branch protection allows
+    promotion: str = "ordered"  # or "independent": no wait for the environment before
+    gate: QualityGate | None = None
 
 
 @dataclass(frozen=True)
@@ -463,6 +509,9 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
             labels=tuple(e.get("labels", ())),
             pod_security=e.get("podSecurity", "baseline"),
             canary=_canary(e.get("canary")),
+            auto_merge=e.get("autoMerge", False),
+            promotion=e.get("promotion", "ordered"),
+            gate=_gate(e.get("gate")),
         )
         for e in raw["environments"]
     )
@@ -565,14 +614,14 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
             "not-supported",
         )
     for i, env in enumerate(raw["environments"]):
-        # Accepted settings must do what they say: this one waits for the promotion work.
         if "canary" in env:
             _canary_problems(raw, env["canary"], ("environments", i, "canary"), add)
-        if env.get("autoMerge") is True:
+        # Accepted settings must do what they say: GitHub merges only pull requests.
+        if env.get("autoMerge") is True and env["writeBack"] != "pull-request":
             add(
                 ("environments", i, "autoMerge"),
-                "auto-merge is not carried out yet (releasebot never asks GitHub to merge); remove it or set it "
-                "to false until releasebot's rollout support lands",
+                f"autoMerge needs writeBack: pull-request (this environment writes back by {env['writeBack']}: "
+                "nothing waits to be merged)",
                 "not-supported",
             )
     placements = {}

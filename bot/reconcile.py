@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from bot import settling
 from bot.catalog import CATALOG_FILE, Canary, Catalog, Environment, Model, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError, ReleasebotError, UpstreamError
 from bot.forge import Forge, proposed, record_proposed
@@ -147,29 +148,41 @@ def _walks_on_main(
 
 
 def look(
-    repo: EnvRepo, cat: Catalog, state: RepoState, watch: Watch, env: str | None = None, model: str | None = None
+    repo: EnvRepo,
+    cat: Catalog,
+    state: RepoState,
+    watch: Watch,
+    env: str | None = None,
+    model: str | None = None,
+    settle: list[tuple[Environment, Model]] | None = None,
 ) -> tuple[RepoState, Look]:
     """What the walks under way among the keys asked about see: when their manifests landed on
     main, the cluster's Application and InferenceServices for exactly those keys, whether Argo
-    CD's revisions contain those commits, and the verdicts of soaks that ended."""
+    CD's revisions contain those commits, and the verdicts of soaks that ended. ``settle`` names
+    more manifests whose last commit must be seen deployed and soaked (:mod:`bot.settling`)."""
     clock = watch.clock()
     walks = _walks_on_main(cat, state, env, model)
-    if not walks:
-        return state, Look(clock)
-    landed = {}
-    for e, m, _ in walks:
+    watched = [(e, m) for e, m, _ in walks]
+    watched += [k for k in settle or () if k not in watched]
+    if not watched:
+        return state, Look(clock, settled=frozenset(settling.SETTLED))
+    landed = dict(state.landed)
+    for e, m in watched:
         path = isvc.path_of(e.name, m.name)
-        found = repo.landed(path)
+        found = landed.get(path) or repo.landed(path)
         if found is not None:
             landed[path] = found
     state = replace(state, landed=landed)
     if watch.cluster is None:
-        return state, Look(clock)
+        return state, Look(clock, settled=frozenset(settling.SETTLED))
     apps: dict[str, AppStatus | None] = {}
     services: dict[tuple[str, str], IsvcStatus | None] = {}
     problems: dict[str, str] = {}
     ancestry: dict[tuple[str, str], bool] = {}
-    for e, m, _ in walks:
+    for e, m in watched:
+        path = isvc.path_of(e.name, m.name)
+        if path in landed and landed[path][0] in settling.SETTLED:
+            continue  # seen deployed and soaked before: a fact that does not change
         try:
             if e.name not in apps and e.name not in problems:
                 apps[e.name] = watch.cluster.application(argocd.application_name(cat, e.name), cat.argocd_namespace)
@@ -177,7 +190,7 @@ def look(
         except UpstreamError as exc:
             problems[e.name] = f"the cluster could not be read: {exc}"
             continue
-        app, path = apps.get(e.name), isvc.path_of(e.name, m.name)
+        app = apps.get(e.name)
         if app is None or path not in landed:
             continue
         sha = landed[path][0]
@@ -185,7 +198,10 @@ def look(
             if (sha, revision) not in ancestry:
                 ancestry[(sha, revision)] = repo.contains(sha, revision)
     snapshot = ClusterSnapshot(clock, apps, services, ancestry, problems)
-    seen = Look(clock, snapshot)
+    # The plan sees what was settled before this pass, so the pass that first finds a commit
+    # settled still reports it (a deployment's success); later passes need not ask again.
+    seen = Look(clock, snapshot, settled=frozenset(settling.SETTLED))
+    settling.remember(cat, state, seen, settle or ())
     verdicts = {}
     for request in analysis_wants(cat, state, seen, walks):
         verdicts[request] = _verdict(cat, watch, request)
@@ -259,9 +275,10 @@ def observe_plan(
     """The plan, with what it was made from."""
     cat, state, registry = observe(repo, registry_for, env, model)
     snapshot = registry.snapshot(registry_wants(cat, state, env, model))
+    state, settle = settling.gather(repo, cat, state, snapshot, env, model)
     seen = None
     if watch is not None:
-        state, seen = look(repo, cat, state, watch, env, model)
+        state, seen = look(repo, cat, state, watch, env, model, settle)
     return cat, state, snapshot, plan(cat, snapshot, state, env, model, seen)
 
 
@@ -362,6 +379,13 @@ def reconcile(
                     continue
                 result.done.append(write_back(repo, change, forge_for))
             result.done += repropose(repo, p.held, forge_for)
+            if p.tags:
+                registry = registry_for(cat)
+                for tag in p.tags:
+                    # The gate's verdict where data scientists look; idempotent, and planned only
+                    # when MLflow says something else.
+                    registry.set_tag(tag.registered_model, tag.version, tag.name, tag.value)
+                    result.done.append(f"tagged {tag.registered_model} v{tag.version} {tag.name}={tag.value[:60]}")
             for change in p.changes:
                 if change.verdict is None:
                     continue

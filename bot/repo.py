@@ -517,6 +517,37 @@ class EnvRepo:
         sha, stamp = out.split()
         return sha, datetime.fromtimestamp(int(stamp), UTC)
 
+    def step_of(self, path: str) -> str | None:
+        """The Releasebot-Step trailer of the last commit that changed ``path`` on main, looked
+        up in full history: a pull request's merge commit says nothing, the bot's commit does."""
+        out = self._git("log", "-1", "--format=%B", self.main_ref, "--", path)
+        return trailers(out).get("Releasebot-Step")
+
+    def reached(self, path: str, model: str, environment: str, version: str) -> bool:
+        """Whether ``version`` of ``model`` was ever served at 100% in ``environment`` on main: a
+        release commit for it (no step), or a walk's promotion (step N of N)."""
+        out = self._git(
+            "log",
+            "--format=%B%x1e",
+            "--fixed-strings",
+            f"--grep=Releasebot-Version: {version}",
+            self.main_ref,
+            "--",
+            path,
+        )
+        for body in out.split("\x1e"):
+            t = trailers(body)
+            if (t.get("Releasebot-Model"), t.get("Releasebot-Environment"), t.get("Releasebot-Version")) != (
+                model,
+                environment,
+                version,
+            ):
+                continue
+            step = t.get("Releasebot-Step")
+            if step is None or (step.partition("/")[0] == step.partition("/")[2] != ""):
+                return True
+        return False
+
     def contains(self, commit: str, revision: str) -> bool:
         """Whether ``revision`` (a commit Argo CD deployed) has ``commit`` in its history. A
         revision this clone does not know (not fetched yet, or force-pushed away) does not."""

@@ -16,6 +16,17 @@ EXAMPLE_CATALOG = EXAMPLE_DIR / CATALOG_FILE
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def independent(text: str) -> str:
+    """A catalog text whose environments each follow their alias on their own: for tests of one
+    environment's policies, which would otherwise wait on the environment before (promotion order)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        out.append(line)
+        if line.startswith("    writeBack: "):
+            out.append("    promotion: independent\n")
+    return "".join(out)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/*/expected")
 

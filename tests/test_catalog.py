@@ -155,10 +155,14 @@ def test_settings_nothing_acts_on_yet_are_refused_where_they_stand(example_text:
         "    autoMerge: false\n",
         "    autoMerge: true\n    canary:\n      steps: [10, 100]\n",
     ).replace("bot:\n", "bot:\n  package: releasebot==0.1.0\n")
+    text = text.replace("    writeBack: branch\n", "    writeBack: branch\n    autoMerge: true\n")
     message = refuse(text)
     assert f"releasebot.yaml:{line_of(text, 'package: releasebot')}: $.bot.package: bot.package is no longer" in message
-    assert f"releasebot.yaml:{line_of(text, 'autoMerge: true')}: $.environments[2].autoMerge: auto-merge" in message
-    assert "not carried out yet" in message
+    # Auto-merge is carried out for pull requests; on a branch nothing waits to be merged.
+    at = text.index("writeBack: branch\n    autoMerge: true")
+    line = text[:at].count("\n") + 2
+    assert f"releasebot.yaml:{line}: $.environments[1].autoMerge: autoMerge needs writeBack: pull-request" in message
+    assert "environments[2].autoMerge" not in message
     # A canary walk is carried out, so it is refused only for what it would lack: here Prometheus.
     assert (
         f"releasebot.yaml:{line_of(text, 'canary:')}: $.environments[2].canary: canary analysis needs prometheus.url"

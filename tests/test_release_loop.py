@@ -37,6 +37,7 @@ environments:
     alias: champion
     namespace: models-staging
     writeBack: branch
+    promotion: independent  # these tests are about one environment's loop; the order has its own
 models:
   - name: fraud
     registeredModel: {registered}

@@ -310,7 +310,7 @@ class GitHubForge:
     def _alert_issues(self, alert: Alert) -> list[Any]:
         """The issues carrying ``alert``'s marker, newest first, open or closed."""
         return self._call(
-            "look up drift alert issues",
+            f"look up {_what(alert)} issues",
             lambda: [
                 i
                 for i in self._repo.get_issues(state="all", labels=["releasebot"], sort="created", direction="desc")
@@ -325,7 +325,7 @@ class GitHubForge:
         one. Look again; the oldest open issue with the marker (the lowest number) is the one
         kept, and ours, when newer, is closed as its duplicate. Each replica closes only its
         own, so they never both close the same one, and whichever looks last sees both."""
-        said = f"opened drift alert issue #{created.number} ({created.html_url})"
+        said = f"opened {_what(alert)} issue #{created.number} ({created.html_url})"
         numbers = {i.number for i in self._alert_issues(alert) if i.state == "open"} | {created.number}
         kept = min(numbers)
         if kept == created.number:
@@ -352,10 +352,10 @@ class GitHubForge:
                 lambda: open_issue.create_comment(f"Resolved: {prbody.clean(alert.body)}"),
             )
             self._call(f"close #{issue.number}", lambda: open_issue.edit(state="closed", state_reason="completed"))
-            return f"closed drift alert issue #{issue.number}: {alert.title}"
+            return f"closed {_what(alert)} issue #{issue.number}: {alert.title}"
         if issue is None:
             created = self._call(
-                "open a drift alert issue",
+                f"open a {_what(alert)} issue",
                 lambda: self._repo.create_issue(title=title, body=body, labels=list(alert.labels)),
             )
             return self._one_alert(alert, created)
@@ -365,12 +365,12 @@ class GitHubForge:
                 return None  # a person closed it having seen this run; a new run reopens it
             reopened = issue
             self._call(f"reopen #{issue.number}", lambda: reopened.edit(state="open", title=title, body=body))
-            return f"reopened drift alert issue #{issue.number} ({issue.html_url})"
+            return f"reopened {_what(alert)} issue #{issue.number} ({issue.html_url})"
         if same_run and issue.title == title:
             return None
         current = issue
         self._call(f"update #{issue.number}", lambda: current.edit(title=title, body=body))
-        return f"updated drift alert issue #{issue.number} ({issue.html_url})"
+        return f"updated {_what(alert)} issue #{issue.number} ({issue.html_url})"
 
     # -- GitHub-only calls for the webhook receiver -------------------------------------------
 
@@ -461,6 +461,10 @@ class GitHubForge:
                 )
             else:
                 self._call(f"annotate {CHECK_NAME}", lambda o=output: run.edit(output=o))
+
+
+def _what(alert: Alert) -> str:
+    return "drift alert" if alert.key.kind == "alert" else "quality gate"
 
 
 def _backoff(exc: Exception) -> bool | float:
