@@ -2,11 +2,11 @@
 
 A row says what main serves, what the environment's MLflow alias wants, where the release walk
 stands (phase, step n of K, canary percentage, the last analysis verdict), the open bot branches
-(a pull request link in ``pull-request`` mode), the quality gate's verdict (the model version tag
-``releasebot.quality.<environment>``), the drift status of the served version, and the last
-reconcile of the key. :func:`rows` builds them from what one pass observed and planned;
-:func:`board` lays rows kept from many passes out in catalog order (environments first, then
-their models), saying "no reconcile yet" for keys no pass has covered.
+(a pull request link in ``pull-request`` mode), the quality gate's verdict (the one the pass
+evaluated, else the model version tag ``releasebot.quality.<environment>``), the drift status
+of the served version, and the last reconcile of the key. :func:`rows` builds them from what one
+pass observed and planned; :func:`board` lays rows kept from many passes out in catalog order
+(environments first, then their models), saying "no reconcile yet" for keys no pass has covered.
 
 Nothing here reads git, MLflow or the cluster (``releasebot status`` and the ``serve`` worker
 observe, then call this), and nothing here renders (:mod:`bot.statuspage` does).
@@ -23,8 +23,9 @@ from urllib.parse import quote
 from bot.catalog import Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
 from bot.plan import Key, Plan, RegistrySnapshot, RepoState, Walk, served
+from bot.plan import gate as gates
 from bot.plan.rollout import changes_in
-from bot.plan.types import QUALITY_TAG
+from bot.plan.types import QUALITY_TAG, Gate
 
 BRANCH_KINDS = ("release", "pin", "retrain")  # the kinds of branch one (environment, model) can have
 FAILED_WALK = frozenset(("failed", "rolling back"))
@@ -178,6 +179,7 @@ def _row(
     state: RepoState,
     snapshot: RegistrySnapshot,
     walks: Mapping[tuple[str, str], Walk],
+    judged: Mapping[tuple[str, str], Gate],
 ) -> Row:
     path = isvc.path_of(env.name, model.name)
     text = state.main_files.get(path)
@@ -188,7 +190,11 @@ def _row(
     serving = now.version if now is not None else None
     gate = None
     tag = versions[wanted].tag.get(f"{QUALITY_TAG}.{env.name}") if wanted in versions else None
-    if tag is not None and wanted is not None:
+    this_pass = judged.get((env.name, model.name))
+    if this_pass is not None:
+        # The gate this pass evaluated: the verdict its tag will say once the pass has written it.
+        gate = GateStatus(this_pass.version, this_pass.passed, gates.tag_value(this_pass))
+    elif tag is not None and wanted is not None:
         # Fail-closed, as the gate is: only a verdict that says it passed counts as a pass.
         gate = GateStatus(wanted, tag.strip().startswith("passed"), tag)
     drift = versions[serving].drift_tag(env.name, "status") if serving in versions else None
@@ -236,13 +242,14 @@ def rows(
     pass carried its plan out (``serve``), else it only looked (``releasebot status``);
     ``skipped`` names the branches whose changes it could not write."""
     walks = {(w.key.environment, w.key.model): w for w in p.walks}
+    judged = {(g.key.environment, g.key.model): g for g in p.gates}
     left_out = frozenset(skipped)
     found = []
     for env in cat.environments:
         for m in cat.models_in(env):
             if model is not None and m.name != model:
                 continue
-            row = _row(cat, env, m, state, snapshot, walks)
+            row = _row(cat, env, m, state, snapshot, walks, judged)
             outcome, message = _outcome(p, env.name, m.name, wrote, left_out)
             found.append(replace(row, reconciled=Reconciled(at, outcome, message), observed_at=at))
     return tuple(found)

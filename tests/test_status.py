@@ -16,7 +16,7 @@ from bot.blueprints import BlueprintSet
 from bot.catalog import parse_catalog
 from bot.manifests import inferenceservice
 from bot.plan import BotBranch, Key, Plan, RepoState, Walk, plan, release_edit
-from bot.plan.types import Measurement, Verdict
+from bot.plan.types import Gate, Measurement, Verdict
 from bot.registry import ModelState, RegistrySnapshot, Version
 from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_DIR
 
@@ -108,6 +108,12 @@ def test_the_last_reconcile_says_what_the_pass_did_for_the_key() -> None:
     assert skipped is not None and skipped.outcome == "skipped"
     assert skipped.message.startswith("pull-request write-back is not configured here")
     assert fraud_rows()["staging"].reconciled == status.Reconciled(T0, "unchanged", "nothing to do")
+
+
+def test_the_gate_this_pass_evaluated_wins_over_an_older_tag() -> None:
+    judged = Gate(Key("production", "fraud-detector", "release"), "3", "2", True, (), "passed 1 of 1 checks")
+    prod = fraud_rows(Plan((), (), (), gates=(judged,)))["production"]
+    assert prod.gate == status.GateStatus("3", True, "passed") and "gate_failed" not in prod.attention
 
 
 def walking(phase: str, verdict: Verdict | None) -> Plan:

@@ -59,14 +59,17 @@ environments:
     alias: candidate
     namespace: {ns}-dev
     writeBack: commit
+  # Each environment follows its own alias here: the fleet is set up key by key, not promoted.
   - name: staging
     alias: staging
     namespace: {ns}-staging
     writeBack: pull-request
+    promotion: independent
   - name: production
     alias: champion
     namespace: {ns}-production
     writeBack: branch
+    promotion: independent
     canary:
       steps: [10, 50, 100]
       interval: 1h
