@@ -156,7 +156,10 @@ def _analysis(w: Walk | None) -> Analysis | None:
 
 def _outcome(p: Plan, env: str, model: str, wrote: bool, skipped: frozenset[str]) -> tuple[str, str]:
     """What the pass did, or would do, for one key, from its plan."""
-    mine = lambda key: key.environment == env and key.model == model  # noqa: E731
+
+    def mine(key: Key) -> bool:
+        return key.environment == env and key.model == model
+
     errors = [n.message for n in p.notes if n.error and mine(n.key)]
     if errors:
         return "error", "; ".join(errors)
