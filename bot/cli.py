@@ -207,6 +207,25 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """The status page's rows, looked at now (a plan is made, nothing is written)."""
+    from datetime import UTC, datetime
+
+    from bot import status, statuspage
+    from bot.reconcile import observe_plan
+
+    at = datetime.now(UTC)
+    cat, state, snapshot, p = observe_plan(_repo(args), _registry_for(args), watch=_watch(args))
+    rows = status.rows(cat, state, snapshot, p, at)
+    if args.output == "json":
+        print(redact(statuspage.document(rows, at)))
+    elif args.output == "html":
+        print(redact(statuspage.html(rows, at)), end="")
+    else:
+        print(redact(statuspage.table(rows)))
+    return 0
+
+
 def _loop_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", help="path or URL of the environments repo (default: $RELEASEBOT_REPO or .)")
     p.add_argument("--workdir", help="where releasebot keeps its clone (default: a cache folder)")
@@ -526,6 +545,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env")
     p.add_argument("--output", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("status", help="every environment and model at a glance (what the serve page shows)")
+    _loop_options(p)
+    p.add_argument("--output", choices=["table", "json", "html"], default="table")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("rollback", help="pin the previous version in Git and block the one serving now")
     _loop_options(p)

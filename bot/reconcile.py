@@ -29,6 +29,7 @@ from bot.plan import (
     Look,
     Note,
     Plan,
+    RegistrySnapshot,
     RepoState,
     Served,
     analysis_wants,
@@ -54,6 +55,9 @@ class Result:
     catalog: Catalog
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # What the plan was made from (the status page shows it).
+    state: RepoState | None = None
+    snapshot: RegistrySnapshot | None = None
 
 
 def _branch_patterns(env: str | None, model: str | None) -> list[str]:
@@ -262,6 +266,23 @@ def watch_from(config: Mapping[str, str]) -> Watch:
     return Watch(cluster, analyse)
 
 
+def observe_plan(
+    repo: EnvRepo,
+    registry_for: Callable[[Catalog], Registry],
+    env: str | None = None,
+    model: str | None = None,
+    watch: Watch | None = None,
+) -> tuple[Catalog, RepoState, RegistrySnapshot, Plan]:
+    """The plan, with what it was made from."""
+    cat, state, registry = observe(repo, registry_for, env, model)
+    snapshot = registry.snapshot(registry_wants(cat, state, env, model))
+    state, settle = settling.gather(repo, cat, state, snapshot, env, model)
+    seen = None
+    if watch is not None:
+        state, seen = look(repo, cat, state, watch, env, model, settle)
+    return cat, state, snapshot, plan(cat, snapshot, state, env, model, seen)
+
+
 def make_plan(
     repo: EnvRepo,
     registry_for: Callable[[Catalog], Registry],
@@ -269,13 +290,8 @@ def make_plan(
     model: str | None = None,
     watch: Watch | None = None,
 ) -> tuple[Catalog, Plan]:
-    cat, state, registry = observe(repo, registry_for, env, model)
-    snapshot = registry.snapshot(registry_wants(cat, state, env, model))
-    state, settle = settling.gather(repo, cat, state, snapshot, env, model)
-    seen = None
-    if watch is not None:
-        state, seen = look(repo, cat, state, watch, env, model, settle)
-    return cat, plan(cat, snapshot, state, env, model, seen)
+    cat, _, _, p = observe_plan(repo, registry_for, env, model, watch)
+    return cat, p
 
 
 def _committed(repo: EnvRepo, change: Change, sha: str) -> str:
@@ -377,8 +393,8 @@ def reconcile(
     for attempt in range(ATTEMPTS):
         result: Result | None = None
         try:
-            cat, p = make_plan(repo, registry_for, env, model, watch)
-            result = Result(p, cat)
+            cat, state, snapshot, p = observe_plan(repo, registry_for, env, model, watch)
+            result = Result(p, cat, state=state, snapshot=snapshot)
             committed = [c for c in p.changes if c.write_back == "commit"]
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
                 result.done.append(_committed(repo, change, sha))

@@ -24,9 +24,10 @@ import tempfile
 import threading
 from collections import deque
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bot import checks, commands, settings
+from bot import checks, commands, settings, status
 from bot.catalog import Catalog
 from bot.errors import PermanentUpstreamError, ReleasebotError, TransientUpstreamError
 from bot.forge import forges
@@ -34,7 +35,8 @@ from bot.forge.github import CHECK_NAME, GitHubForge, forge_from_env
 from bot.intake import CheckRequest, CommandRequest
 from bot.metrics import Metrics
 from bot.plan import Note, plan, registry_wants
-from bot.reconcile import look, make_plan, observe, pin_change, reconcile, watch_from, write_back
+from bot.reconcile import Result, look, make_plan, observe, pin_change, reconcile, watch_from, write_back
+from bot.redact import redact
 from bot.registry import Registry, RegistrySnapshot, registry_cache
 from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
@@ -65,6 +67,11 @@ class Service:
         self._catalog = observe(self.repo, self.registry_for)[0]
         self.watch = watch_from(config)
         self._looks: dict[str, float] = {}  # model -> when its walk asked to be looked at again
+        # The status page's rows, per model, as the last pass over it saw them; and the models
+        # whose rows changed since the receiver last took them (bot.work.statuses).
+        self._status: dict[str, tuple[status.Row, ...]] = {}
+        self._status_new: set[str] = set()
+        self._status_lock = threading.Lock()
 
     def registry_for(self, cat: Catalog) -> Registry:
         # One registry for as long as the settings hold: what it learned of immutable facts
@@ -92,8 +99,13 @@ class Service:
     # -- the three kinds of work ------------------------------------------------------------
 
     def reconcile(self, model: str | None) -> list[str]:  # the Worker protocol ignores the lines
-        result = reconcile(self.repo, self.registry_for, self.forge_for, model=model, watch=self.watch)
+        try:
+            result = reconcile(self.repo, self.registry_for, self.forge_for, model=model, watch=self.watch)
+        except Exception as exc:
+            self._record_failure(model, exc)
+            raise
         self._catalog = result.catalog
+        self._record(result, model)
         if model is not None:
             when = result.plan.next_look
             if when is None:
@@ -106,6 +118,40 @@ class Service:
 
     def look_again(self, model: str) -> float | None:
         return self._looks.get(model)
+
+    # -- the status page ----------------------------------------------------------------------
+
+    def _record(self, result: Result, model: str | None) -> None:
+        """Keep the rows of the models this pass covered, from what it observed and planned."""
+        assert result.state is not None and result.snapshot is not None
+        skipped = {c.key.branch for c in result.plan.changes if self.forge_for(c.write_back) is None}
+        rows = status.rows(
+            result.catalog, result.state, result.snapshot, result.plan, datetime.now(UTC), model, True, skipped
+        )
+        by_model: dict[str, list[status.Row]] = {}
+        for row in rows:
+            by_model.setdefault(row.model, []).append(row)
+        with self._status_lock:
+            for name, found in by_model.items():
+                self._status[name] = tuple(found)
+            self._status_new |= set(by_model)
+
+    def _record_failure(self, model: str | None, exc: Exception) -> None:
+        names = [model] if model is not None else [m.name for m in self._catalog.models]
+        message = redact(f"{type(exc).__name__}: {exc}")
+        with self._status_lock:
+            for name in names:
+                self._status[name] = status.failed(
+                    self._catalog, name, self._status.get(name, ()), datetime.now(UTC), message
+                )
+            self._status_new |= set(names)
+
+    def take_status(self) -> dict[str, tuple[status.Row, ...]]:
+        """The rows of the models reconciled since the last call (see bot.work.statuses)."""
+        with self._status_lock:
+            taken = {name: self._status[name] for name in self._status_new}
+            self._status_new.clear()
+        return taken
 
     def validate(self, check: CheckRequest) -> None:
         github = self._github()
