@@ -28,6 +28,7 @@ from bot.plan import (
     Look,
     Note,
     Plan,
+    RegistrySnapshot,
     RepoState,
     Served,
     analysis_wants,
@@ -53,6 +54,10 @@ class Result:
     catalog: Catalog
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # What the plan was made from (main as read, the registry as asked), for what the worker
+    # reports about the keys afterwards (bot.service); None where a caller built a Result itself.
+    state: RepoState | None = None
+    registry: RegistrySnapshot | None = None
 
 
 def _branch_patterns(env: str | None, model: str | None) -> list[str]:
@@ -252,12 +257,23 @@ def make_plan(
     model: str | None = None,
     watch: Watch | None = None,
 ) -> tuple[Catalog, Plan]:
+    cat, _, _, p = _observe_and_plan(repo, registry_for, env, model, watch)
+    return cat, p
+
+
+def _observe_and_plan(
+    repo: EnvRepo,
+    registry_for: Callable[[Catalog], Registry],
+    env: str | None,
+    model: str | None,
+    watch: Watch | None,
+) -> tuple[Catalog, RepoState, RegistrySnapshot, Plan]:
     cat, state, registry = observe(repo, registry_for, env, model)
     snapshot = registry.snapshot(registry_wants(cat, state, env, model))
     seen = None
     if watch is not None:
         state, seen = look(repo, cat, state, watch, env, model)
-    return cat, plan(cat, snapshot, state, env, model, seen)
+    return cat, state, snapshot, plan(cat, snapshot, state, env, model, seen)
 
 
 def _committed(repo: EnvRepo, change: Change, sha: str) -> str:
@@ -331,8 +347,8 @@ def reconcile(
     for attempt in range(ATTEMPTS):
         result: Result | None = None
         try:
-            cat, p = make_plan(repo, registry_for, env, model, watch)
-            result = Result(p, cat)
+            cat, state, snapshot, p = _observe_and_plan(repo, registry_for, env, model, watch)
+            result = Result(p, cat, state=state, registry=snapshot)
             committed = [c for c in p.changes if c.write_back == "commit"]
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
                 result.done.append(_committed(repo, change, sha))
