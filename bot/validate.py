@@ -59,6 +59,7 @@ CRD_SCHEMAS: dict[tuple[str, str], tuple[str, ...]] = {
         "argoproj.io_v1alpha1_ApplicationSet.json",
         "released/argo-cd-v3.5.1/argoproj.io_v1alpha1_ApplicationSet.json",
     ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ("monitoring.coreos.com_v1_PrometheusRule.json",),
     # Not upstream: written for releasebot (see schemas/local/README.md); reported as "local-schema".
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ("../local/monitoring.coreos.com_v1_ServiceMonitor.json",),
 }
