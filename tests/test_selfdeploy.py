@@ -54,8 +54,10 @@ def test_the_bot_has_its_own_least_privilege_argo_cd_project() -> None:
     assert kinds == {
         ("", "ServiceAccount"),
         ("", "Service"),
+        ("", "ConfigMap"),  # the Grafana dashboard
         ("apps", "Deployment"),
         ("monitoring.coreos.com", "ServiceMonitor"),
+        ("monitoring.coreos.com", "PrometheusRule"),
         ("rbac.authorization.k8s.io", "Role"),
         ("rbac.authorization.k8s.io", "RoleBinding"),
     }
