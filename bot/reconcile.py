@@ -257,17 +257,18 @@ def make_plan(
     model: str | None = None,
     watch: Watch | None = None,
 ) -> tuple[Catalog, Plan]:
-    cat, _, _, p = _observe_and_plan(repo, registry_for, env, model, watch)
+    cat, _, _, p = observe_and_plan(repo, registry_for, env, model, watch)
     return cat, p
 
 
-def _observe_and_plan(
+def observe_and_plan(
     repo: EnvRepo,
     registry_for: Callable[[Catalog], Registry],
     env: str | None,
     model: str | None,
     watch: Watch | None,
 ) -> tuple[Catalog, RepoState, RegistrySnapshot, Plan]:
+    """One pass's planning step: the plan, and the catalog, main and registry it was made from."""
     cat, state, registry = observe(repo, registry_for, env, model)
     snapshot = registry.snapshot(registry_wants(cat, state, env, model))
     seen = None
@@ -347,7 +348,7 @@ def reconcile(
     for attempt in range(ATTEMPTS):
         result: Result | None = None
         try:
-            cat, state, snapshot, p = _observe_and_plan(repo, registry_for, env, model, watch)
+            cat, state, snapshot, p = observe_and_plan(repo, registry_for, env, model, watch)
             result = Result(p, cat, state=state, registry=snapshot)
             committed = [c for c in p.changes if c.write_back == "commit"]
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
