@@ -38,6 +38,9 @@ CATALOG_FILE = "releasebot.yaml"
 RESERVED_DIRS = frozenset({"argocd", "releasebot", "github", "docs"})
 DEFAULT_BOT_IMAGE = f"ghcr.io/releasebot/releasebot:{__version__}"
 DEFAULT_BOT_NAMESPACE = "releasebot"
+# kube-prometheus-stack's Prometheus selects ServiceMonitors and PrometheusRules by the label
+# release=<its Helm release name>; this is the name its own install instructions use.
+DEFAULT_MONITORING_LABELS = (("release", "kube-prometheus-stack"),)
 # A catalog grows by about 400 bytes a model, so the general 2 MiB cap on YAML files would stop
 # a fleet near 5,000 models. 8 MiB holds about 20,000; the hostile-input guard still bounds what
 # aliases and nesting can make of it, so only honest size is allowed to grow.
@@ -332,6 +335,11 @@ class Catalog:
     models: tuple[Model, ...]
     kserve_version: str | None = None
     prometheus_url: str | None = None
+    # releasebot/prometheusrule.yaml, releasebot/grafana-dashboard.yaml, and the labels that let
+    # the Prometheus Operator select the rule and the ServiceMonitor (bot.monitoringLabels).
+    bot_prometheus_rule: bool = True
+    bot_grafana_dashboard: bool = True
+    bot_monitoring_labels: tuple[tuple[str, str], ...] = DEFAULT_MONITORING_LABELS
 
     @property
     def standard_mode(self) -> bool:
@@ -546,6 +554,11 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         models=tuple(_model(m) for m in raw["models"]),
         kserve_version=cluster.get("kserveVersion"),
         prometheus_url=raw.get("prometheus", {}).get("url"),
+        bot_prometheus_rule=raw.get("bot", {}).get("prometheusRule", raw.get("bot", {}).get("serviceMonitor", True)),
+        bot_grafana_dashboard=raw.get("bot", {}).get("grafanaDashboard", True),
+        bot_monitoring_labels=tuple(
+            sorted(raw.get("bot", {}).get("monitoringLabels", dict(DEFAULT_MONITORING_LABELS)).items())
+        ),
     )
 
 

@@ -97,6 +97,10 @@ class Receiver:
         self.catalog: Callable[[], Catalog] = work.catalog
         self.queue = work.queue
         self.metrics = work.metrics
+        self.metrics.resync_seconds.set(settings.resync_seconds)
+        # Refused signatures start at 0: a counter series born at 1 has no increase() to alert on.
+        for source, kind in [*(("github", k) for k in sorted(GITHUB_EVENTS | {"other"})), ("mlflow", "unknown")]:
+            self.metrics.events.labels(source, kind, "unauthorized")
         self.seen = _Seen()
         self._stop = threading.Event()
 

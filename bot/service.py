@@ -22,6 +22,7 @@ import logging
 import subprocess
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -33,8 +34,10 @@ from bot.errors import PermanentUpstreamError, ReleasebotError, TransientUpstrea
 from bot.forge import forges
 from bot.forge.github import CHECK_NAME, GitHubForge, forge_from_env
 from bot.intake import CheckRequest, CommandRequest
-from bot.metrics import Metrics
-from bot.plan import Note, plan, registry_wants
+from bot.manifests import inferenceservice as isvc
+from bot.metrics import KeyState, Metrics, WalkState
+from bot.plan import Note, models_to_plan, plan, registry_wants, served, under_way
+from bot.plan.rollout import percent_of
 from bot.reconcile import Result, look, make_plan, observe, pin_change, reconcile, watch_from, write_back
 from bot.redact import redact
 from bot.registry import Registry, RegistrySnapshot, registry_cache
@@ -106,6 +109,7 @@ class Service:
             raise
         self._catalog = result.catalog
         self._record(result, model)
+        self.metrics.record_pass(model, key_states(result, model), time.time())
         if model is not None:
             when = result.plan.next_look
             if when is None:
@@ -247,3 +251,39 @@ class Service:
         if isinstance(change, Note):
             return [change.message]
         return [write_back(self.repo, change, self.forge_for)]
+
+
+def key_states(result: Result, model: str | None) -> list[KeyState]:
+    """What a pass over ``model`` (None: all) found for each key it covered, for ``/metrics``:
+    whether it planned the key without an error, the drift check's verdict on the version main
+    serves, and the release walk under way on main. As the pass read main, before its own writes
+    (the next pass, which a walk always asks for, shows those)."""
+    cat, state, registry = result.catalog, result.state, result.snapshot
+    failed = {(n.key.environment, n.key.model) for n in result.plan.errors}
+    unread = registry.problems if registry is not None else {}
+    out = []
+    for env in cat.environments:
+        for m in models_to_plan(cat, env, model):
+            ok = (env.name, m.name) not in failed and m.registered_model not in unread
+            path = isvc.path_of(env.name, m.name)
+            text = state.main_files.get(path) if state is not None else None
+            if text is None:
+                out.append(KeyState(env.name, m.name, ok))
+                continue
+            now = served(text, path)
+            versions = registry.models.get(m.registered_model) if registry is not None else None
+            version = versions.versions.get(now.version) if versions is not None and now.version else None
+            status = version.drift_tag(env.name, "status") if version is not None else None
+            walk = None
+            if env.canary is not None and now.step is not None and under_way(env, now):
+                landed = state.landed.get(path) if state is not None else None
+                walk = WalkState(
+                    step=now.step + 1,
+                    percent=percent_of(env.canary, now.step),
+                    started=landed[1].timestamp() if landed else None,
+                    # A step that goes well is synced and Healthy within the deadline (or the walk
+                    # rolls it back), then soaks for the interval, then is judged at the next look.
+                    deadline=env.canary.deadline + env.canary.interval,
+                )
+            out.append(KeyState(env.name, m.name, ok, {"drift": True, "ok": False}.get(status or ""), walk))
+    return out

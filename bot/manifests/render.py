@@ -236,7 +236,10 @@ GENERATED_NAMES = frozenset(
         "nodepool.yaml",
         "nodepool-gpu.yaml",
         "ec2nodeclass.yaml",
-        "servicemonitor.yaml",  # releasebot/'s only optional file
+        # releasebot/'s optional files
+        "servicemonitor.yaml",
+        "prometheusrule.yaml",
+        "grafana-dashboard.yaml",
         namespaces.FILE,  # at <env>/namespace.yaml
     }
 )
