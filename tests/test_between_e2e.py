@@ -241,7 +241,7 @@ def test_versions_walk_sandbox_preprod_live_in_order_and_a_regression_stops_at_t
     assert f"v{v3} failed the quality gate of live: accuracy 0.911 is not ≥ baseline - 0.01" in out
     (sent,) = raised
     assert sent["title"] == f"Quality gate: fraud v{v3} is not released to live"
-    assert "| `accuracy` | 0.911 | 0.935 | ≥ baseline - 0.01 | ❌ |" in sent["body"]
+    assert "| accuracy | 0.911 | 0.935 | ≥ baseline - 0.01 | ❌ |" in sent["body"]
     assert "<!-- releasebot:quality=live/fraud -->" in sent["body"]
     assert fleet.tag(v3, "releasebot.quality.live").startswith("failed: accuracy 0.911 is not ≥ baseline - 0.01")
     assert fleet.manifest("live")["metadata"]["annotations"]["releasebot.dev/version"] == v2

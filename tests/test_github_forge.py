@@ -368,10 +368,10 @@ def test_the_quality_gate_is_the_releasebot_quality_check_on_the_proposed_head_o
     assert body["external_id"] == "production/fraud/v3/passed"
     assert body["output"]["title"] == "production/fraud v3: passed 2 of 2 checks against v2"
     assert body["output"]["summary"].splitlines()[2:] == [
-        "| check | v3 | v2 | rule | result |",
+        "| check | v3 | v2 | rule | |",
         "|---|---:|---:|---|:---:|",
-        "| accuracy | 0.94 | 0.93 | ≥ baseline + 0.005 | ✓ |",
-        "| tag validation.dataset | sha256:ab\\|cd | — | tag present | ✓ |",
+        "| accuracy | 0.94 | 0.93 | ≥ baseline + 0.005 | ✅ |",
+        "| tag validation.dataset | sha256:ab\\|cd | — | tag present | ✅ |",
     ]
     there = check_run(71, head, "completed", "success") | {
         "name": "releasebot/quality",

@@ -219,7 +219,7 @@ def test_a_passing_gate_rides_the_release_with_its_evidence_and_tags_the_version
         ("accuracy", "0.935", "0.93", True),
         ("tag validation_dataset_digest", "sha256:abc", None, True),
     ]
-    assert "### Quality gate" in change.body and "| `accuracy` | 0.935 | 0.93 | ≥ baseline - 0.01 | ✅ |" in change.body
+    assert "### Quality gate" in change.body and "| accuracy | 0.935 | 0.93 | ≥ baseline - 0.01 | ✅ |" in change.body
     assert change.auto_merge and change.reviewers == ("alice-ml",)
     assert [(t.version, t.name, t.value) for t in p.tags] == [("2", "releasebot.quality.live", "passed")]
     # Once MLflow says it, the tag is not planned again.
@@ -246,7 +246,7 @@ def test_a_candidate_that_regresses_the_gated_metric_gets_no_release_but_an_issu
     assert close.reason.startswith("v3 failed the quality gate: accuracy 0.911 is not ≥ baseline - 0.01")
     (issue,) = p.alerts
     assert issue.raised and issue.key.kind == "quality" and issue.marker == "<!-- releasebot:quality=live/fraud -->"
-    assert "| `accuracy` | 0.911 | 0.935 | ≥ baseline - 0.01 | ❌ |" in issue.body
+    assert "| accuracy | 0.911 | 0.935 | ≥ baseline - 0.01 | ❌ |" in issue.body
     (tag,) = p.tags
     assert tag.value.startswith("failed: accuracy 0.911 is not ≥ baseline - 0.01 (baseline 0.935) (against v2)")
     assert any("failed the quality gate of live" in n.message for n in p.notes)

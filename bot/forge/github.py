@@ -61,7 +61,8 @@ from bot import prbody, settings
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
 from bot.metrics import Metrics
 from bot.plan import Alert, Change, Close, Key
-from bot.plan.types import Deployment, Gate
+from bot.plan import gate as gates
+from bot.plan.types import Deployment
 from bot.repo import EnvRepo
 
 API = settings.GITHUB_API
@@ -445,7 +446,10 @@ class GitHubForge:
                 status="completed",
                 conclusion=conclusion,
                 external_id=external_id,
-                output={"title": title, "summary": prbody.truncate(gate_table(gate), 65_000)},
+                output={
+                    "title": title,
+                    "summary": prbody.truncate(f"{prbody.clean(gate.summary)}\n\n{gates.table(gate)}", 65_000),
+                },
             ),
         )
         return f"reported {QUALITY_CHECK} ({conclusion}) on {head[:12]}"
@@ -522,24 +526,6 @@ class GitHubForge:
 
 def _issue_kind(alert: Alert) -> str:
     return "drift alert issue" if alert.key.kind == "alert" else f"{alert.key.kind} gate issue"
-
-
-def gate_table(gate: Gate) -> str:
-    """The quality gate's evidence as Markdown: one row per metric or tag, what was required, and
-    whether it held. Values come from MLflow, so every cell is cleaned."""
-    baseline = f"v{gate.baseline}" if gate.baseline else "baseline"
-    rows = [
-        prbody.clean(gate.summary),
-        "",
-        f"| check | v{gate.version} | {baseline} | rule | result |",
-        "|---|---:|---:|---|:---:|",
-    ]
-    for r in gate.rows:
-        cells = (prbody.cell(r.candidate or "missing"), prbody.cell(r.baseline or "—"), prbody.cell(r.rule))
-        rows.append(f"| {prbody.cell(r.name)} | {' | '.join(cells)} | {'✓' if r.passed else '✗'} |")
-    if not gate.rows:
-        rows.append("| — | — | — | — | no checks |")
-    return "\n".join(rows)
 
 
 def _backoff(exc: Exception) -> bool | float:

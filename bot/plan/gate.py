@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from bot import prbody
 from bot.catalog import Environment, GateMetric, QualityGate
 from bot.plan.types import QUALITY_TAG, Gate, GateRow, Key, ModelState, Version
 
@@ -118,11 +119,15 @@ def _why(row: GateRow) -> str:
 
 
 def table(gate: Gate) -> str:
-    """The gate's rows as a markdown table, for a pull request or an issue."""
-    lines = ["| check | candidate | baseline | rule | |", "|---|---|---|---|---|"]
+    """The gate's rows as a markdown table, for the pull request, the ``releasebot/quality``
+    check and the tracking issue. Values come from MLflow, so every cell is cleaned."""
+    baseline = f"v{gate.baseline}" if gate.baseline else "baseline"
+    lines = [f"| check | v{gate.version} | {baseline} | rule | |", "|---|---:|---:|---|:---:|"]
     for r in gate.rows:
-        mark = "✅" if r.passed else "❌"
-        lines.append(f"| `{r.name}` | {r.candidate or '—'} | {r.baseline or '—'} | {r.rule} | {mark} |")
+        cells = (prbody.cell(r.name), prbody.cell(r.candidate or "missing"), prbody.cell(r.baseline or "—"))
+        lines.append(f"| {' | '.join(cells)} | {prbody.cell(r.rule)} | {'✅' if r.passed else '❌'} |")
+    if not gate.rows:
+        lines.append("| — | — | — | — | no checks |")
     return "\n".join(lines)
 
 
