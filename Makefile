@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 
-.PHONY: install prometheus demo test lint format bench environments clean
+.PHONY: install prometheus chromium demo test lint format bench environments docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ prometheus:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
+# The status page is tested in a real, headless browser: Debian's chromium and its WebDriver
+# (chromium-driver, built from the same source package, so the two versions always match),
+# installed only when missing, like prometheus above.
+chromium:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+
 # The release loop end to end (MLflow on SQLite, a local git environments repo), then the
 # example catalog generated and validated.
 demo: $(STAMP)
@@ -32,7 +40,7 @@ demo: $(STAMP)
 	$(BIN)/releasebot init $(DEMO_DIR)/example --catalog environments/releasebot.yaml
 	$(BIN)/releasebot validate $(DEMO_DIR)/example
 
-test: $(STAMP) prometheus
+test: $(STAMP) prometheus chromium
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -50,6 +58,11 @@ bench: $(STAMP) prometheus
 # Regenerate the example environments repo from its catalog (a test fails when it is stale).
 environments: $(STAMP)
 	$(BIN)/python -m tests.regenerate_environments
+
+# Regenerate the README's configuration reference from bot/settings.py and the catalog schema
+# (a test fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m tests.regenerate_docs
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

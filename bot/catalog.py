@@ -38,6 +38,9 @@ CATALOG_FILE = "releasebot.yaml"
 RESERVED_DIRS = frozenset({"argocd", "releasebot", "github", "docs"})
 DEFAULT_BOT_IMAGE = f"ghcr.io/releasebot/releasebot:{__version__}"
 DEFAULT_BOT_NAMESPACE = "releasebot"
+# kube-prometheus-stack's Prometheus selects ServiceMonitors and PrometheusRules by the label
+# release=<its Helm release name>; this is the name its own install instructions use.
+DEFAULT_MONITORING_LABELS = (("release", "kube-prometheus-stack"),)
 # A catalog grows by about 400 bytes a model, so the general 2 MiB cap on YAML files would stop
 # a fleet near 5,000 models. 8 MiB holds about 20,000; the hostile-input guard still bounds what
 # aliases and nesting can make of it, so only honest size is allowed to grow.
@@ -87,6 +90,49 @@ class Canary:
     max_latency_p95_ms: float | None = None
     max_latency_ratio: float | None = None
     queries: tuple[Query, ...] = ()
+
+
+@dataclass(frozen=True)
+class GateMetric:
+    """One metric rule of a quality gate: which way is better, and how much better or worse
+    than the baseline (absolute difference) or which absolute bound the candidate must meet."""
+
+    name: str
+    higher_is_better: bool
+    min_improvement: float | None = None
+    max_regression: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """An environment's quality gate: the baseline (``"serving"`` or an alias name) and the
+    metrics and tags a candidate must pass before a release change is proposed there."""
+
+    against: str  # "serving", or an MLflow alias without its "@"
+    metrics: tuple[GateMetric, ...] = ()
+    tags: tuple[tuple[str, str | None], ...] = ()  # (name, required value or None: present)
+
+
+def _gate(raw: dict[str, Any] | None) -> QualityGate | None:
+    if raw is None:
+        return None
+    return QualityGate(
+        against=raw.get("against", "serving").removeprefix("@"),
+        metrics=tuple(
+            GateMetric(
+                m["name"],
+                m["direction"] == "higher",
+                m.get("minImprovement"),
+                m.get("maxRegression"),
+                m.get("min"),
+                m.get("max"),
+            )
+            for m in raw.get("metrics", ())
+        ),
+        tags=tuple((t["name"], t.get("value")) for t in raw.get("tags", ())),
+    )
 
 
 def _canary(raw: dict[str, Any] | None) -> Canary | None:
@@ -240,6 +286,9 @@ class Environment:
     labels: tuple[str, ...] = ()
     pod_security: str = "baseline"  # the Pod Security level the namespace enforces
     canary: Canary | None = None  # None: a release goes to 100% in one change
+    auto_merge: bool = False  # GitHub merges release pull requests once branch protection allows
+    promotion: str = "ordered"  # or "independent": no wait for the environment before
+    gate: QualityGate | None = None
 
 
 @dataclass(frozen=True)
@@ -286,6 +335,11 @@ class Catalog:
     models: tuple[Model, ...]
     kserve_version: str | None = None
     prometheus_url: str | None = None
+    # releasebot/prometheusrule.yaml, releasebot/grafana-dashboard.yaml, and the labels that let
+    # the Prometheus Operator select the rule and the ServiceMonitor (bot.monitoringLabels).
+    bot_prometheus_rule: bool = True
+    bot_grafana_dashboard: bool = True
+    bot_monitoring_labels: tuple[tuple[str, str], ...] = DEFAULT_MONITORING_LABELS
 
     @property
     def standard_mode(self) -> bool:
@@ -463,6 +517,9 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
             labels=tuple(e.get("labels", ())),
             pod_security=e.get("podSecurity", "baseline"),
             canary=_canary(e.get("canary")),
+            auto_merge=e.get("autoMerge", False),
+            promotion=e.get("promotion", "ordered"),
+            gate=_gate(e.get("gate")),
         )
         for e in raw["environments"]
     )
@@ -497,6 +554,11 @@ def _build(raw: dict[str, Any], source: str, root: Path) -> Catalog:
         models=tuple(_model(m) for m in raw["models"]),
         kserve_version=cluster.get("kserveVersion"),
         prometheus_url=raw.get("prometheus", {}).get("url"),
+        bot_prometheus_rule=raw.get("bot", {}).get("prometheusRule", raw.get("bot", {}).get("serviceMonitor", True)),
+        bot_grafana_dashboard=raw.get("bot", {}).get("grafanaDashboard", True),
+        bot_monitoring_labels=tuple(
+            sorted(raw.get("bot", {}).get("monitoringLabels", dict(DEFAULT_MONITORING_LABELS)).items())
+        ),
     )
 
 
@@ -565,14 +627,14 @@ def _semantic_problems(raw: dict[str, Any], doc: Any, source: str, root: Path) -
             "not-supported",
         )
     for i, env in enumerate(raw["environments"]):
-        # Accepted settings must do what they say: this one waits for the promotion work.
         if "canary" in env:
             _canary_problems(raw, env["canary"], ("environments", i, "canary"), add)
-        if env.get("autoMerge") is True:
+        # Accepted settings must do what they say: GitHub merges only pull requests.
+        if env.get("autoMerge") is True and env["writeBack"] != "pull-request":
             add(
                 ("environments", i, "autoMerge"),
-                "auto-merge is not carried out yet (releasebot never asks GitHub to merge); remove it or set it "
-                "to false until releasebot's rollout support lands",
+                f"autoMerge needs writeBack: pull-request (this environment writes back by {env['writeBack']}: "
+                "nothing waits to be merged)",
                 "not-supported",
             )
     placements = {}

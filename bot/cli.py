@@ -24,6 +24,7 @@ No business logic lives here: each ``cmd_*`` reads its arguments, calls the core
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -33,19 +34,20 @@ from typing import Any
 
 import shtab
 
-from bot import __version__, capacity, documents, logs, pipelines
+from bot import __version__, capacity, documents, logs, pipelines, settings
 from bot.blueprints import BlueprintSet
 from bot.catalog import CATALOG_FILE, Catalog, load_catalog, parse_catalog
 from bot.commands import plan_rows, walk_text
-from bot.errors import PermanentUpstreamError, UsageError
+from bot.errors import ConfigError, PermanentUpstreamError, UsageError
 from bot.forge import forges
 from bot.generate import init_environments
 from bot.manifests.render import canaries_in, dir_reader, list_files, plan_render, write_changes
 from bot.output import Exit, Output, epilog, failure
 from bot.plan import Note
 from bot.reconcile import Watch, make_plan, observe, pin_change, reconcile, watch_from, write_back
+from bot.redact import redact
 from bot.registry import Registry, registry_cache
-from bot.repo import WORKDIR_WAIT, EnvRepo, default_workdir, local_or_url
+from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
 
 
@@ -108,10 +110,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _repo(args: argparse.Namespace) -> EnvRepo:
-    remote = local_or_url(args.repo or os.environ.get("RELEASEBOT_REPO") or ".")
+    remote = local_or_url(args.repo or settings.REPO.get(os.environ) or ".")
     workdir = Path(args.workdir) if args.workdir else default_workdir(remote)
-    wait = os.environ.get("RELEASEBOT_WORKDIR_WAIT")
-    return EnvRepo(remote, workdir, workdir_wait=float(wait) if wait else WORKDIR_WAIT)
+    return EnvRepo(remote, workdir, workdir_wait=settings.WORKDIR_WAIT.seconds(os.environ))
 
 
 def known(cat: Catalog, env: str | None, model: str | None) -> None:
@@ -132,7 +133,7 @@ def _registry_for(args: argparse.Namespace) -> Callable[[Catalog], Registry]:
     def make(cat: Catalog) -> Registry:
         # The first moment the catalog is known, before MLflow is asked or anything is planned.
         known(cat, getattr(args, "env", None), getattr(args, "model", None))
-        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or cat.tracking_uri
+        uri = args.tracking_uri or settings.TRACKING_URI.get(os.environ) or cat.tracking_uri
         return Registry(uri, cat.storage_uri_map, cache_file=registry_cache(_repo(args).cache_dir))
 
     return make
@@ -141,9 +142,9 @@ def _registry_for(args: argparse.Namespace) -> Callable[[Catalog], Registry]:
 def _watch(args: argparse.Namespace) -> Watch:
     config = dict(os.environ)
     if args.kubeconfig:
-        config["RELEASEBOT_KUBECONFIG"] = args.kubeconfig
+        config[settings.KUBECONFIG.name] = args.kubeconfig
     if args.context:
-        config["RELEASEBOT_KUBE_CONTEXT"] = args.context
+        config[settings.KUBE_CONTEXT.name] = args.context
     return watch_from(config)
 
 
@@ -234,6 +235,26 @@ def _known_to_history(repo: EnvRepo, model: str, env: str | None, on_record: Seq
         known(cat, None, model)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """The status page's rows, looked at now (a plan is made, nothing is written)."""
+    from datetime import UTC, datetime
+
+    from bot import status, statuspage
+    from bot.reconcile import observe_plan
+
+    out = Output.of(args)
+    at = datetime.now(UTC)
+    cat, state, snapshot, p = observe_plan(_repo(args), _registry_for(args), watch=_watch(args))
+    rows = status.rows(cat, state, snapshot, p, at)
+    if out.json:
+        out.text(statuspage.document(rows, at))
+    elif args.output == "html":
+        out.stdout.write(redact(statuspage.html(rows, at)))
+    else:
+        out.text(statuspage.table(rows))
+    return Exit.OK
+
+
 def _pin(args: argparse.Namespace, action: str, version: str | None) -> int:
     out = Output.of(args)
     repo = _repo(args)
@@ -279,9 +300,9 @@ def cmd_drift_run(args: argparse.Namespace) -> int:
         columns=tuple(drift.parse_column(c) for c in args.column),
         version=args.version or None,
     )
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = args.tracking_uri or settings.TRACKING_URI.get(os.environ)
     if not uri:
-        raise UsageError("no MLflow tracking URI: set MLFLOW_TRACKING_URI or --tracking-uri")
+        raise UsageError(f"no MLflow tracking URI: set {settings.TRACKING_URI.name} or --tracking-uri")
     with out.progress("drift run") as progress:
         result = drift.run(job, Registry(uri), progress=progress)
     if out.json:
@@ -307,7 +328,7 @@ def cmd_retrain_submit(args: argparse.Namespace) -> int:
         description=args.description,
         parameters=tuple(pipelines.parse_parameter(p) for p in args.parameter),
     )
-    token = pipelines.read_token(args.token_file or os.environ.get(pipelines.TOKEN_FILE_ENV))
+    token = pipelines.read_token(args.token_file or settings.PIPELINES_TOKEN_FILE.get(os.environ))
     if token is None:
         # Said out loud: a KFP that requires authentication will answer 401/403 below.
         out.notice(f"no pipelines token ({pipelines.TOKEN_FILE_ENV} unset): submitting without an Authorization header")
@@ -322,20 +343,141 @@ def cmd_retrain_submit(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+# --- setting releasebot up: the GitHub App and the MLflow webhook ----------------------------
+
+
+def cmd_app_manifest(args: argparse.Namespace) -> int:
+    from bot import githubapp
+
+    out = Output.of(args)
+    url = githubapp.base_url(args.url)
+    github = githubapp.base_url(args.github_url, "--github-url")
+    # App names are unique across GitHub; an organisation's own name makes a free one likely.
+    name = args.name or (f"releasebot-{args.org}"[: githubapp.MAX_NAME] if args.org else None)
+    app = githubapp.manifest(url, name)
+    state = githubapp.new_state()
+    post = githubapp.register_url(state, args.org, github)
+    page = githubapp.registration_page(app, post)
+    if args.form:
+        try:
+            Path(args.form).write_text(page)
+        except OSError as exc:
+            raise UsageError(f"--form {args.form}: {exc.strerror or exc}") from exc
+    if out.json:
+        out.document({"manifest": app, "register_url": post, "state": state, "form": args.form})
+        return Exit.OK
+    out.text(json.dumps(app, indent=2))
+    where = f"Open {args.form} in a browser" if args.form else "Save the page below as register.html, open it"
+    out.text(
+        f"\n{where} and press the button: it posts this manifest to {post.split('?')[0]}.\n"
+        f"GitHub then sends you to {app['redirect_url']}?code=...; run `releasebot app exchange CODE --out DIR`\n"
+        "within the hour. (While releasebot is not running there yet, the browser cannot show that page:\n"
+        "the code is in its address bar.)\n"
+        f"State: {state} (the setup page shows the state GitHub sent back: it must be this one)."
+    )
+    if not args.form:
+        out.stdout.write("\n" + page)
+    return Exit.OK
+
+
+def cmd_app_exchange(args: argparse.Namespace) -> int:
+    from bot import githubapp
+
+    output = Output.of(args)
+    out = Path(args.out)
+    githubapp.check_out_dir(out)  # before the one-time code is spent
+    credentials = githubapp.exchange(args.code, settings.GITHUB_API_URL.get(os.environ) or settings.GITHUB_API)
+    files = githubapp.write_credentials(credentials, out)
+    kubectl = githubapp.kubectl_command(files, args.namespace, args.secret)
+    install = githubapp.install_url(credentials)
+    if output.json:
+        output.document(
+            {
+                "app_id": credentials.app_id,
+                "slug": credentials.slug,
+                "owner": credentials.owner,
+                "html_url": credentials.html_url,
+                "install_url": install,
+                "files": {name: str(path) for name, path in files.items()},
+                "secret_keys": {name: githubapp.FILES[name] for name in files},
+                "kubectl": kubectl,
+            }
+        )
+        return Exit.OK
+    output.text(
+        f"Registered the GitHub App {credentials.slug} (id {credentials.app_id}) of {credentials.owner}: "
+        f"{credentials.html_url}\n"
+        f"Wrote {', '.join(files)} to {out} (readable only by you); GitHub's OAuth client secret was not kept, "
+        "releasebot does not use it.\n\n"
+        f"1. releasebot's Secret (the catalog's bot.namespace and bot.secretName):\n\n{kubectl}\n\n"
+        f"2. Install the App on the environments repository: {install}\n"
+        "3. Register the MLflow webhook: releasebot mlflow webhook create --url URL "
+        f"--secret-file {files['mlflow-webhook-secret']}"
+    )
+    return Exit.OK
+
+
+def cmd_mlflow_webhook_create(args: argparse.Namespace) -> int:
+    from bot import githubapp, mlflowhooks
+
+    out = Output.of(args)
+    # MLflow may deliver inside the cluster over plain http (when its server allows it).
+    url = githubapp.base_url(args.url, allow_http=True) + githubapp.MLFLOW_HOOK_PATH
+    uri = args.tracking_uri or settings.TRACKING_URI.get(os.environ)
+    if not uri:
+        raise ConfigError(f"no MLflow tracking URI: set {settings.TRACKING_URI.name} or --tracking-uri")
+    if args.secret_file:
+        secret = mlflowhooks.read_secret(Path(args.secret_file))
+    else:
+        secret = settings.MLFLOW_WEBHOOK_SECRET.get(os.environ) or ""
+    if not secret:
+        # A webhook without a secret sends unsigned deliveries, which serve refuses.
+        raise ConfigError(f"no secret: --secret-file, or {settings.MLFLOW_WEBHOOK_SECRET.name}")
+    registry = Registry(uri)
+    done = mlflowhooks.ensure(registry, url, secret, args.name)
+    tested = mlflowhooks.test(registry, done.webhook_id) if args.test else None
+    # A test delivery releasebot refused is a finding: the webhook is registered, it does not work.
+    found = Exit.FOUND if tested is not None and not tested.success else Exit.OK
+    if out.json:
+        out.document(
+            {
+                "action": done.action,
+                "webhook_id": done.webhook_id,
+                "name": done.name,
+                "url": done.url,
+                "events": list(done.events),
+                "duplicates": list(done.duplicates),
+                "test": None
+                if tested is None
+                else {"success": tested.success, "status": tested.status, "said": tested.said},
+            }
+        )
+        return found
+    events = ", ".join(done.events)
+    out.text(f"{done.action.capitalize()} MLflow webhook {done.webhook_id} ({done.name}): {done.url} for {events}")
+    if done.duplicates:
+        out.text(f"Also registered for this URL, left alone: {', '.join(done.duplicates)} (each delivers again)")
+    if tested is not None:
+        answer = f"answered {tested.status}" if tested.status is not None else "no answer"
+        verdict = "accepted" if tested.success else "not accepted"
+        out.text(f"MLflow's test delivery: {verdict}, {answer}: {tested.said or '(empty)'}")
+    return found
+
+
 def serve_config(args: argparse.Namespace) -> dict[str, str]:
     """Flags over the environment over ``--config``."""
     from bot.serve import load_config
 
     config = load_config(os.environ, Path(args.config) if args.config else None)
     flags = {
-        "RELEASEBOT_REPO": args.repo,
-        "RELEASEBOT_WORKDIR": args.workdir,
-        "MLFLOW_TRACKING_URI": args.tracking_uri,
-        "RELEASEBOT_KUBECONFIG": args.kubeconfig,
-        "RELEASEBOT_KUBE_CONTEXT": args.context,
+        settings.REPO.name: args.repo,
+        settings.WORKDIR.name: args.workdir,
+        settings.TRACKING_URI.name: args.tracking_uri,
+        settings.KUBECONFIG.name: args.kubeconfig,
+        settings.KUBE_CONTEXT.name: args.context,
     }
     if args.resync is not None:
-        flags["RELEASEBOT_RESYNC_SECONDS"] = str(args.resync)
+        flags[settings.RESYNC_SECONDS.name] = str(args.resync)
     config.update({k: v for k, v in flags.items() if v})
     return config
 
@@ -505,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     output_option(p, "table")
     p.set_defaults(func=cmd_history)
 
+    p = sub.add_parser("status", help="every environment and model at a glance (what the serve page shows)")
+    _repo_options(p)
+    _cluster_options(p)
+    p.add_argument("--output", choices=["table", "json", "html"], default="table")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("rollback", help="pin the previous version in Git and block the one serving now")
     _repo_options(p)
     p.add_argument("model")
@@ -580,6 +728,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="json: one line on stdout once listening (url, host, port, pid, version); logs are JSON lines either way",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("app", help="register releasebot's GitHub App (GitHub's manifest flow)")
+    app_sub = p.add_subparsers(dest="app_command", required=True)
+    p = app_sub.add_parser("manifest", help="the App's manifest for this installation, and the page that registers it")
+    p.add_argument("--url", required=True, help="where GitHub reaches releasebot, https://HOST[/PATH]")
+    p.add_argument("--org", help="register under this organisation (default: your own account)")
+    p.add_argument("--name", help="the App's name, unique on GitHub (default: releasebot-ORG, or releasebot)")
+    _path(p.add_argument("--form", help="write the registration page (an HTML form) to this file"))
+    p.add_argument("--github-url", default="https://github.com", help="GitHub Enterprise Server: its web address")
+    output_option(p)
+    p.set_defaults(func=cmd_app_manifest)
+    p = app_sub.add_parser("exchange", help="trade GitHub's one-time code for the App's id, key and webhook secret")
+    p.add_argument("code", help="the code GitHub's redirect carries (?code=...), valid for an hour")
+    _path(
+        p.add_argument("--out", required=True, help="a new folder for the credentials (files readable only by you)"),
+        shtab.DIR,
+    )
+    p.add_argument("--namespace", default="releasebot", help="for the printed kubectl command (default releasebot)")
+    p.add_argument("--secret", default="releasebot", help="the Secret's name (default releasebot)")
+    output_option(p)
+    p.set_defaults(func=cmd_app_exchange)
+
+    p = sub.add_parser("mlflow", help="MLflow's side of releasebot")
+    mlflow_sub = p.add_subparsers(dest="mlflow_command", required=True)
+    p = mlflow_sub.add_parser("webhook", help="the webhook MLflow delivers alias and tag events with")
+    webhook_sub = p.add_subparsers(dest="webhook_command", required=True)
+    p = webhook_sub.add_parser("create", help="register it (or update the one registered for the same URL)")
+    p.add_argument("--url", required=True, help="where MLflow reaches releasebot; /webhooks/mlflow is added")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    _path(p.add_argument("--secret-file", help=f"the webhook secret (default: ${settings.MLFLOW_WEBHOOK_SECRET.name})"))
+    p.add_argument("--name", default="releasebot", help="the webhook's name in MLflow (default releasebot)")
+    p.add_argument("--test", action="store_true", help="then have MLflow send a test delivery; exit 1 if refused")
+    output_option(p)
+    p.set_defaults(func=cmd_mlflow_webhook_create)
 
     p = sub.add_parser("demo", help="the release loop end to end on MLflow/SQLite and a local git repo")
     _path(

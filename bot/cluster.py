@@ -33,6 +33,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from bot import settings
 from bot.errors import PermanentUpstreamError, TransientUpstreamError, UpstreamError
 from bot.plan.types import AppStatus, CanaryStatus, IsvcStatus, Traffic
 
@@ -62,10 +63,10 @@ class Cluster:
     ) -> None:
         cfg = client.Configuration()
         try:
-            if os.environ.get("KUBERNETES_SERVICE_HOST") and kubeconfig is None:
+            if settings.IN_POD.get(os.environ) and kubeconfig is None:
                 config.load_incluster_config(client_configuration=cfg)
             else:
-                path = os.fspath(kubeconfig) if kubeconfig is not None else os.environ.get("KUBECONFIG")
+                path = os.fspath(kubeconfig) if kubeconfig is not None else settings.PLAIN_KUBECONFIG.get(os.environ)
                 config.load_kube_config(
                     config_file=path or os.path.expanduser("~/.kube/config"),
                     context=context,

@@ -26,7 +26,8 @@ COMMANDS = ("status", "plan", "rollback", "hold", "resume", "retry")
 NEEDS_SUBJECT = frozenset({"rollback", "hold", "resume"})
 USAGE = "`/releasebot status | plan | rollback [VERSION] | hold | resume | retry`"
 WRITE_PERMISSIONS = frozenset({"admin", "write"})  # GitHub reports maintain as write
-_ALERT_RE = re.compile(r"<!-- releasebot:alert=([a-z0-9-]+)/([a-z0-9-]+) -->")
+# A drift alert's issue, or a quality gate's tracking issue: both name their (environment, model).
+_ALERT_RE = re.compile(r"<!-- releasebot:(?:alert|quality)=([a-z0-9-]+)/([a-z0-9-]+) -->")
 _VERSION_RE = re.compile(r"^[0-9]{1,9}$")
 
 

@@ -1,10 +1,11 @@
 """``releasebot demo``: the release loop end to end on a laptop, with no account and no network.
 
-MLflow runs embedded on SQLite under ``DIR/mlflow``; two tiny scikit-learn versions are trained
-and registered; ``@champion`` and ``@candidate`` are set; ``init`` creates ``DIR/environments``
-(a local git repository); one reconcile releases (``dev`` by direct commit, ``staging`` and
-``production`` as bot branches); then a third version is trained, the aliases move, and a second
-reconcile follows. Everything is left under DIR to look at. This module is a script around the
+MLflow runs embedded on SQLite under ``DIR/mlflow``; tiny scikit-learn versions are trained and
+registered; ``init`` creates ``DIR/environments`` (a local git repository). The environments
+release in promotion order: ``dev`` by direct commit first, then ``staging`` and ``production`` as
+bot branches, each only once the one before serves the version — a person's merge of staging's
+branch is what lets production's be proposed. Then a new version follows the same road.
+Everything is left under DIR to look at. This module is a script around the
 real commands; it adds no behaviour of its own.
 """
 
@@ -101,6 +102,12 @@ def _train(tracking_uri: str, c: float) -> str:
     return str(info.registered_model_version)
 
 
+def _merge(repo: Path, branch: str) -> None:
+    """What a reviewer does in the demo: merge a bot branch into main (the repo is not bare)."""
+    who = ["-c", "user.name=Reviewer", "-c", "user.email=reviewer@example.com"]
+    _git(repo, *who, "merge", "--quiet", "--no-ff", "-m", f"Merge {branch}", branch)
+
+
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
@@ -114,7 +121,8 @@ def summary(directory: Path) -> dict[str, object]:
         "directory": str(directory),
         "environments": str(envs),
         "tracking_uri": f"sqlite:///{(directory / 'mlflow' / 'mlflow.db').as_posix()}",
-        "main": _git(envs, "log", "--format=%s", "main").splitlines(),
+        # Children before parents, whatever the clock: commits of one pass share a second.
+        "main": _git(envs, "log", "--topo-order", "--format=%s", "main").splitlines(),
         "branches": sorted(b for b in branches if b != "main"),
     }
 
@@ -164,12 +172,12 @@ def _run_demo(directory: Path, say) -> int:
     mlflow.set_tracking_uri(tracking_uri)
     if mlflow.get_experiment_by_name("iris") is None:
         mlflow.create_experiment("iris", artifact_location=artifacts.as_uri())
-    say("== 1. MLflow on SQLite: training two versions of iris-classifier")
-    v1, v2 = _train(tracking_uri, 0.05), _train(tracking_uri, 1.0)
+    say("== 1. MLflow on SQLite: training iris-classifier")
+    v1 = _train(tracking_uri, 0.05)
     client = MlflowClient(tracking_uri)
+    client.set_registered_model_alias(MODEL, "candidate", v1)
     client.set_registered_model_alias(MODEL, "champion", v1)
-    client.set_registered_model_alias(MODEL, "candidate", v2)
-    say(f"   registered v{v1} (@champion) and v{v2} (@candidate)")
+    say(f"   registered v{v1} (@candidate and @champion)")
 
     catalog = directory / "catalog" / CATALOG_FILE
     catalog.parent.mkdir()
@@ -180,16 +188,26 @@ def _run_demo(directory: Path, say) -> int:
     say(f"Created {made.path} ({made.files} files, commit {made.commit[:12]} on {made.branch}).")
     loop = _Loop(envs, directory / "workdir", tracking_uri, say)
 
-    say("\n== 3. releasebot plan / reconcile")
+    say("\n== 3. releasebot plan / reconcile: environments release in the catalog's order")
     loop.plan()
     if not loop.reconcile():
         return 1
+    say("\n   dev serves it now, so staging's branch is proposed; production waits for staging")
+    if not loop.reconcile():
+        return 1
+    say("\n   a person merges staging's branch; production's is proposed")
+    _merge(envs, "releasebot/staging/iris-classifier/release")
+    if not loop.reconcile():
+        return 1
 
-    say("\n== 4. A new version: v3 becomes @candidate, v2 is promoted to @champion")
-    v3 = _train(tracking_uri, 10.0)
-    client.set_registered_model_alias(MODEL, "candidate", v3)
+    say("\n== 4. A new version: v2 becomes @candidate and @champion")
+    v2 = _train(tracking_uri, 1.0)
+    client.set_registered_model_alias(MODEL, "candidate", v2)
     client.set_registered_model_alias(MODEL, "champion", v2)
     loop.plan()
+    if not loop.reconcile():
+        return 1
+    say("\n   dev first; staging's branch moves to v2 once dev serves it")
     if not loop.reconcile():
         return 1
     say("\n== 5. Reconciling again changes nothing")
@@ -199,8 +217,8 @@ def _run_demo(directory: Path, say) -> int:
     say(_git(envs, "log", "--oneline", "--all", "--decorate").rstrip())
     say("\nhistory of iris-classifier:")
     loop.history(MODEL)
-    say("\nproposed for production (branch releasebot/production/iris-classifier/release):")
-    say(_git(envs, "diff", "main", "releasebot/production/iris-classifier/release").rstrip())
+    say("\nproposed for staging (branch releasebot/staging/iris-classifier/release):")
+    say(_git(envs, "diff", "main", "releasebot/staging/iris-classifier/release").rstrip())
     served = yamlio.to_plain(yamlio.load_file(envs / "dev" / MODEL / "inferenceservice.yaml"))
     say(
         f"\ndev serves v{served['metadata']['annotations']['releasebot.dev/version']} from "

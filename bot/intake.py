@@ -2,8 +2,9 @@
 
 An event never says *what to do* to the environments: it only names models for the reconciler to
 look at again, so duplicates, reordering and missed deliveries change nothing (the periodic
-resync catches those). Two GitHub events ask for more: a pull request head to validate (the
-``releasebot/validate`` check run) and a ``/releasebot`` comment to answer.
+resync catches those). Some GitHub events ask for more: a commit to validate (the
+``releasebot/validate`` check run: a pull request's head, or a merge queue group's head) and a
+``/releasebot`` comment to answer.
 
 * GitHub: ``X-Hub-Signature-256`` is ``sha256=`` + hex HMAC-SHA256 of the raw body.
 * MLflow: ``X-MLflow-Signature`` is ``v1,`` + base64 HMAC-SHA256 of
@@ -249,6 +250,16 @@ def route_github(event: str, payload: dict[str, Any], cat: Catalog, delivery: st
         number = _get(pulls[0], "number", int, "$.check_run.pull_requests[0]") if pulls else None
         check = CheckRequest(sha, branch, number)
         return Routed(checks=(check,) if check.head_sha else (), note="check_run rerequested")
+    if event == "merge_group" and action == "checks_requested":
+        # The merge queue tests pull requests merged together on a gh-readonly-queue/... branch;
+        # a check it requires must report on that group's head, or the queue waits and then drops it.
+        group = _get(payload, "merge_group", dict, "$", required=True)
+        sha = _sha(_get(group, "head_sha", str, "$.merge_group", required=True), "$.merge_group.head_sha")
+        base = _get(group, "base_ref", str, "$.merge_group", "")
+        if base != f"refs/heads/{cat.branch}" or not sha:
+            return Routed(note=f"merge_group for {base or 'no base'}: not the main branch")
+        branch = _get(group, "head_ref", str, "$.merge_group", "").removeprefix("refs/heads/")
+        return Routed(checks=(CheckRequest(sha, branch),), note=f"merge_group checks_requested on {branch}")
     if (event == "check_suite" and action == "completed") or event == "status":
         # A commit's checks finished: on a bot branch, its model may move (a step proposed and
         # green); on main, a deployment may have reported back, so waiting walks look now.

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot import settings
 from bot.errors import ConfigError, PermanentUpstreamError, TransientUpstreamError
 
 # Where the retrain CronJob mounts the token Secret, and the variable that tells the job so.
-TOKEN_FILE_ENV = "RELEASEBOT_PIPELINES_TOKEN_FILE"
+TOKEN_FILE_ENV = settings.PIPELINES_TOKEN_FILE.name
 TOKEN_MOUNT = "/var/run/secrets/releasebot/pipelines"
 TOKEN_FILE = f"{TOKEN_MOUNT}/token"
 # An error body is shown up to this many characters: enough for KFP's message, not a page of HTML.

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from bot import settings, settling
 from bot.catalog import CATALOG_FILE, Canary, Catalog, Environment, Model, parse_catalog
 from bot.errors import ConflictError, PermanentUpstreamError, ReleasebotError, UpstreamError
 from bot.forge import Forge, proposed, record_proposed
@@ -28,6 +29,7 @@ from bot.plan import (
     Look,
     Note,
     Plan,
+    RegistrySnapshot,
     RepoState,
     Served,
     analysis_wants,
@@ -54,6 +56,9 @@ class Result:
     catalog: Catalog
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # What the plan was made from (the status page shows it).
+    state: RepoState | None = None
+    snapshot: RegistrySnapshot | None = None
 
 
 def _branch_patterns(env: str | None, model: str | None) -> list[str]:
@@ -144,29 +149,41 @@ def _walks_on_main(
 
 
 def look(
-    repo: EnvRepo, cat: Catalog, state: RepoState, watch: Watch, env: str | None = None, model: str | None = None
+    repo: EnvRepo,
+    cat: Catalog,
+    state: RepoState,
+    watch: Watch,
+    env: str | None = None,
+    model: str | None = None,
+    settle: list[tuple[Environment, Model]] | None = None,
 ) -> tuple[RepoState, Look]:
     """What the walks under way among the keys asked about see: when their manifests landed on
     main, the cluster's Application and InferenceServices for exactly those keys, whether Argo
-    CD's revisions contain those commits, and the verdicts of soaks that ended."""
+    CD's revisions contain those commits, and the verdicts of soaks that ended. ``settle`` names
+    more manifests whose last commit must be seen deployed and soaked (:mod:`bot.settling`)."""
     clock = watch.clock()
     walks = _walks_on_main(cat, state, env, model)
-    if not walks:
-        return state, Look(clock)
-    landed = {}
-    for e, m, _ in walks:
+    watched = [(e, m) for e, m, _ in walks]
+    watched += [k for k in settle or () if k not in watched]
+    if not watched:
+        return state, Look(clock, settled=frozenset(settling.SETTLED))
+    landed = dict(state.landed)
+    for e, m in watched:
         path = isvc.path_of(e.name, m.name)
-        found = repo.landed(path)
+        found = landed.get(path) or repo.landed(path)
         if found is not None:
             landed[path] = found
     state = replace(state, landed=landed)
     if watch.cluster is None:
-        return state, Look(clock)
+        return state, Look(clock, settled=frozenset(settling.SETTLED))
     apps: dict[str, AppStatus | None] = {}
     services: dict[tuple[str, str], IsvcStatus | None] = {}
     problems: dict[str, str] = {}
     ancestry: dict[tuple[str, str], bool] = {}
-    for e, m, _ in walks:
+    for e, m in watched:
+        path = isvc.path_of(e.name, m.name)
+        if path in landed and landed[path][0] in settling.SETTLED:
+            continue  # seen deployed and soaked before: a fact that does not change
         try:
             if e.name not in apps and e.name not in problems:
                 apps[e.name] = watch.cluster.application(argocd.application_name(cat, e.name), cat.argocd_namespace)
@@ -174,7 +191,7 @@ def look(
         except UpstreamError as exc:
             problems[e.name] = f"the cluster could not be read: {exc}"
             continue
-        app, path = apps.get(e.name), isvc.path_of(e.name, m.name)
+        app = apps.get(e.name)
         if app is None or path not in landed:
             continue
         sha = landed[path][0]
@@ -182,7 +199,10 @@ def look(
             if (sha, revision) not in ancestry:
                 ancestry[(sha, revision)] = repo.contains(sha, revision)
     snapshot = ClusterSnapshot(clock, apps, services, ancestry, problems)
-    seen = Look(clock, snapshot)
+    # The plan sees what was settled before this pass, so the pass that first finds a commit
+    # settled still reports it (a deployment's success); later passes need not ask again.
+    seen = Look(clock, snapshot, settled=frozenset(settling.SETTLED))
+    settling.remember(cat, state, seen, settle or ())
     verdicts = {}
     for request in analysis_wants(cat, state, seen, walks):
         verdicts[request] = _verdict(cat, watch, request)
@@ -240,10 +260,28 @@ def watch_from(config: Mapping[str, str]) -> Watch:
 
         return ask(url, canary, request)
 
-    kubeconfig = config.get("RELEASEBOT_KUBECONFIG") or config.get("KUBECONFIG")
-    in_pod = bool(config.get("KUBERNETES_SERVICE_HOST"))
-    cluster = _LazyCluster(kubeconfig, config.get("RELEASEBOT_KUBE_CONTEXT")) if (kubeconfig or in_pod) else None
+    kubeconfig = settings.KUBECONFIG.get(config) or settings.PLAIN_KUBECONFIG.get(config)
+    in_pod = bool(settings.IN_POD.get(config))
+    context = settings.KUBE_CONTEXT.get(config)
+    cluster = _LazyCluster(kubeconfig, context) if (kubeconfig or in_pod) else None
     return Watch(cluster, analyse)
+
+
+def observe_plan(
+    repo: EnvRepo,
+    registry_for: Callable[[Catalog], Registry],
+    env: str | None = None,
+    model: str | None = None,
+    watch: Watch | None = None,
+) -> tuple[Catalog, RepoState, RegistrySnapshot, Plan]:
+    """The plan, with what it was made from."""
+    cat, state, registry = observe(repo, registry_for, env, model)
+    snapshot = registry.snapshot(registry_wants(cat, state, env, model))
+    state, settle = settling.gather(repo, cat, state, snapshot, env, model)
+    seen = None
+    if watch is not None:
+        state, seen = look(repo, cat, state, watch, env, model, settle)
+    return cat, state, snapshot, plan(cat, snapshot, state, env, model, seen)
 
 
 def make_plan(
@@ -253,12 +291,8 @@ def make_plan(
     model: str | None = None,
     watch: Watch | None = None,
 ) -> tuple[Catalog, Plan]:
-    cat, state, registry = observe(repo, registry_for, env, model)
-    snapshot = registry.snapshot(registry_wants(cat, state, env, model))
-    seen = None
-    if watch is not None:
-        state, seen = look(repo, cat, state, watch, env, model)
-    return cat, plan(cat, snapshot, state, env, model, seen)
+    cat, _, _, p = observe_plan(repo, registry_for, env, model, watch)
+    return cat, p
 
 
 def _committed(repo: EnvRepo, change: Change, sha: str) -> str:
@@ -267,8 +301,14 @@ def _committed(repo: EnvRepo, change: Change, sha: str) -> str:
 
 def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge | None]) -> str:
     """Carry out one change by its environment's mode; return what was done."""
+    return _write_back(repo, change, forge_for)[0]
+
+
+def _write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge | None]) -> tuple[str, str]:
+    """:func:`write_back`, and the commit it wrote (main's, or the branch head it proposed)."""
     if change.write_back == "commit":
-        return _committed(repo, change, repo.commit_to_main(change))
+        sha = repo.commit_to_main(change)
+        return _committed(repo, change, sha), sha
     expected = repo.bot_branch(change.key.branch)
     if expected is not None and expected.human_commits:
         # The planner holds such a branch for every kind; this is the last line before a force
@@ -285,7 +325,29 @@ def write_back(repo: EnvRepo, change: Change, forge_for: Callable[[str], Forge |
         exc.written = (*exc.written, f"{verb} branch {change.key.branch} at {head[:12]} (not yet proposed)")
         raise
     _remember(repo, change, head)
-    return f"{verb} {change.title}: {said}"
+    return f"{verb} {change.title}: {said}", head
+
+
+def follow_up(change: Change, head: str, forge_for: Callable[[str], Forge | None]) -> list[str | None]:
+    """What a proposed pull request at ``head`` needs beyond review, asked on every pass (both
+    verbs look before they write): the quality gate's evidence as a check on its head, then
+    auto-merge, so a required quality check is there before GitHub decides."""
+    forge = forge_for(change.write_back) if change.write_back == "pull-request" else None
+    if forge is None:
+        return []
+    said = [forge.quality(change, head) if change.gate is not None else None]
+    said.append(forge.merge_when_ready(change, head) if change.auto_merge else None)
+    return said
+
+
+def _carry_on(result: Result, call: Callable[[], list[str | None]]) -> None:
+    """Add what ``call`` said to ``result``. GitHub refusing it for good (a permission, a
+    repository setting) is said among the skipped, and the rest of the pass goes on: auto-merge
+    or a deployment that cannot be done must not keep closes and alerts from happening."""
+    try:
+        result.done += [s for s in call() if s]
+    except PermanentUpstreamError as exc:
+        result.skipped.append(str(exc))
 
 
 def _remember(repo: EnvRepo, change: Change, head: str) -> None:
@@ -335,14 +397,15 @@ def reconcile(
         result: Result | None = None
         try:
             progress(0, None, "reading the repository and the registry")
-            cat, p = make_plan(repo, registry_for, env, model, watch)
-            result = Result(p, cat)
+            cat, state, snapshot, p = observe_plan(repo, registry_for, env, model, watch)
+            result = Result(p, cat, state=state, snapshot=snapshot)
             total = len(p.changes) + len(p.closes)
             committed = [c for c in p.changes if c.write_back == "commit"]
             progress(0, total, f"committing {len(committed)} change(s) to {repo.branch}" if committed else "")
             for change, sha in zip(committed, repo.commit_all_to_main(committed), strict=True):
                 result.done.append(_committed(repo, change, sha))
             done = len(committed)
+            pushed: list[tuple[Change, str]] = []
             for change in p.changes:
                 if change.write_back == "commit":
                     continue
@@ -353,8 +416,23 @@ def reconcile(
                         f"{change.key.branch}: {change.write_back} write-back is not configured here; skipped"
                     )
                     continue
-                result.done.append(write_back(repo, change, forge_for))
+                said, head = _write_back(repo, change, forge_for)
+                result.done.append(said)
+                pushed.append((change, head))
             result.done += repropose(repo, p.held, forge_for)
+            if p.tags:
+                registry = registry_for(cat)
+                for tag in p.tags:
+                    # The gate's verdict where data scientists look; idempotent, and planned only
+                    # when MLflow says something else.
+                    registry.set_tag(tag.registered_model, tag.version, tag.name, tag.value)
+                    result.done.append(f"tagged {tag.registered_model} v{tag.version} {tag.name}={tag.value[:60]}")
+            for change, head in [*pushed, *((c, c.held) for c in p.held if c.held)]:
+                _carry_on(result, lambda c=change, h=head: follow_up(c, h, forge_for))
+            github = forge_for("pull-request") if p.deployments else None
+            for d in p.deployments if github is not None else ():
+                # Deployments live on GitHub whatever the write-back mode, like alerts.
+                _carry_on(result, lambda d=d, g=github: [g.deployment(d)])
             for change in p.changes:
                 if change.verdict is None:
                     continue

@@ -60,7 +60,8 @@ def map_storage_uri(uri: str, mapping: Iterable[tuple[str, str]], where: str) ->
 
 
 class Registry:
-    """A read-only view of an MLflow tracking server (or local store) with bounded retries."""
+    """A view of an MLflow tracking server (or local store) with bounded retries. It reads, and
+    writes only releasebot's own verdicts: the quality gate's model version tags."""
 
     def __init__(
         self,
@@ -100,6 +101,11 @@ class Registry:
             raise PermanentUpstreamError(redact(f"MLflow: {what}: {exc.message}")) from exc
         except (RequestException, OSError) as exc:
             raise TransientUpstreamError(redact(f"MLflow at {self.tracking_uri} is unreachable ({what})")) from exc
+
+    def set_tag(self, registered_model: str, version: str, name: str, value: str) -> None:
+        """Say a verdict where data scientists look: a tag on the model version."""
+        where = f"tag {registered_model} version {version}"
+        self._call(where, self.client.set_model_version_tag, registered_model, version, name, value)
 
     def aliases(self, registered_model: str) -> dict[str, str]:
         model = self._call(f"registered model {registered_model!r}", self.client.get_registered_model, registered_model)

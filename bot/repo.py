@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import git
 
+from bot import settings
 from bot.errors import Busy, ConflictError, PermanentUpstreamError, SecurityError, TransientUpstreamError
 from bot.plan import BotBranch, Change
 from bot.redact import redact
@@ -53,7 +54,8 @@ _TRAILER = re.compile(r"^(Releasebot-[A-Za-z]+):\s*(.+)$", re.M)
 # expected``, reported as ``[remote rejected] (failed to update ref)``). A push refused for any
 # other reason (a protected branch, a declining hook) is not a race, and retrying will not help.
 _MOVED = ("stale info", "fetch first", "non-fast-forward", "failed to update ref", "cannot lock ref")
-WORKDIR_WAIT = 120.0  # seconds a command waits for another releasebot using the same workdir
+# Seconds a command waits for another releasebot using the same workdir, unless the setting says.
+WORKDIR_WAIT = settings.WORKDIR_WAIT.seconds({})
 _BOT_ENV = {
     "GIT_AUTHOR_NAME": BOT_NAME,
     "GIT_AUTHOR_EMAIL": BOT_EMAIL,
@@ -120,7 +122,7 @@ def local_or_url(remote: str) -> str:
 
 
 def default_workdir(remote: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "releasebot"
+    base = Path(settings.CACHE_HOME.get(os.environ) or Path.home() / ".cache") / "releasebot"
     return base / hashlib.sha256(remote.encode()).hexdigest()[:16]
 
 
@@ -516,6 +518,37 @@ class EnvRepo:
             return None
         sha, stamp = out.split()
         return sha, datetime.fromtimestamp(int(stamp), UTC)
+
+    def step_of(self, path: str) -> str | None:
+        """The Releasebot-Step trailer of the last commit that changed ``path`` on main, looked
+        up in full history: a pull request's merge commit says nothing, the bot's commit does."""
+        out = self._git("log", "-1", "--format=%B", self.main_ref, "--", path)
+        return trailers(out).get("Releasebot-Step")
+
+    def reached(self, path: str, model: str, environment: str, version: str) -> bool:
+        """Whether ``version`` of ``model`` was ever served at 100% in ``environment`` on main: a
+        release commit for it (no step), or a walk's promotion (step N of N)."""
+        out = self._git(
+            "log",
+            "--format=%B%x1e",
+            "--fixed-strings",
+            f"--grep=Releasebot-Version: {version}",
+            self.main_ref,
+            "--",
+            path,
+        )
+        for body in out.split("\x1e"):
+            t = trailers(body)
+            if (t.get("Releasebot-Model"), t.get("Releasebot-Environment"), t.get("Releasebot-Version")) != (
+                model,
+                environment,
+                version,
+            ):
+                continue
+            step = t.get("Releasebot-Step")
+            if step is None or (step.partition("/")[0] == step.partition("/")[2] != ""):
+                return True
+        return False
 
     def contains(self, commit: str, revision: str) -> bool:
         """Whether ``revision`` (a commit Argo CD deployed) has ``commit`` in its history. A

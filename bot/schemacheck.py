@@ -9,6 +9,9 @@ Two kinds of schema pass through here:
   integers and strings; and an object that declares ``properties`` without
   ``x-kubernetes-preserve-unknown-fields`` refuses unknown keys. The API server would *silently
   drop* such a key (structural pruning), which is how a misspelt field ships unnoticed; we report it.
+  A ``pattern`` is Go RE2 syntax; the one kind Python's ``re`` refuses (global flags after the
+  start, as in PrometheusRule's ``^(?i)(abort|warn)?$``) is rewritten to mean the same in Python,
+  and any other pattern Python cannot compile fails loudly rather than going unchecked.
 
 Built-in kinds (CronJob, Deployment, ...) use kubernetes-validate's strict schemas, compiled once
 per process by :func:`builtin_validator` (its own ``validate()`` re-reads a large definitions
@@ -125,6 +128,8 @@ def crd_for_jsonschema(schema: dict[str, Any]) -> dict[str, Any]:
             return
         if node.get("x-kubernetes-int-or-string") and "anyOf" not in node and "type" not in node:
             node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        if isinstance(node.get("pattern"), str):
+            node["pattern"] = python_pattern(node["pattern"])
         if node.get("nullable") is True:
             t = node.get("type")
             if isinstance(t, str):
@@ -157,6 +162,25 @@ def crd_for_jsonschema(schema: dict[str, Any]) -> dict[str, Any]:
     walk(out, True)
     out.pop("$schema", None)
     return out
+
+
+# RE2 reads "^(?i)..." as: anchor, then case-insensitive for the rest. Python 3.11 refuses global
+# flags anywhere but at the start; before the anchor they mean the same (an anchor has no case).
+_LATE_FLAGS = re.compile(r"\^\(\?([aiLmsux]+)\)")
+
+
+def python_pattern(pattern: str) -> str:
+    """A CRD's RE2 ``pattern`` as Python's ``re`` reads it to the same effect."""
+    try:
+        re.compile(pattern)
+        return pattern
+    except re.error as exc:
+        late = _LATE_FLAGS.match(pattern)
+        if late:
+            moved = f"(?{late.group(1)})^{pattern[late.end() :]}"
+            re.compile(moved)
+            return moved
+        raise ValueError(f"CRD pattern {pattern!r} does not compile in Python: {exc}") from exc
 
 
 @cache

@@ -16,32 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from bot import yamlio
+from bot import settings, yamlio
 from bot.errors import ConfigError, InvalidInput, Problem
 from bot.metrics import Metrics
 from bot.server import Receiver, Settings
 from bot.work import LocalWork, Work
 from bot.workerprocess import WorkerProcess, service_factory
 
-KEYS = (
-    "RELEASEBOT_REPO",
-    "RELEASEBOT_WORKDIR",
-    "MLFLOW_TRACKING_URI",
-    "RELEASEBOT_GITHUB_WEBHOOK_SECRET",
-    "RELEASEBOT_MLFLOW_WEBHOOK_SECRET",
-    "RELEASEBOT_GITHUB_TOKEN",
-    "RELEASEBOT_GITHUB_APP_ID",
-    "RELEASEBOT_GITHUB_PRIVATE_KEY_FILE",
-    "RELEASEBOT_GITHUB_INSTALLATION_ID",
-    "RELEASEBOT_GITHUB_API_URL",
-    "RELEASEBOT_RESYNC_SECONDS",
-    # Where release walks read the cluster: in a pod, its service account (KUBERNETES_SERVICE_HOST
-    # is set by Kubernetes); elsewhere a kubeconfig and, optionally, a context.
-    "RELEASEBOT_KUBECONFIG",
-    "RELEASEBOT_KUBE_CONTEXT",
-    "KUBECONFIG",
-    "KUBERNETES_SERVICE_HOST",
-)
+# Every setting serve takes, from the environment or --config (bot.settings declares them).
+KEYS = settings.SERVE_KEYS
 THREADS = 4  # independent keys at once; repository writes are still one at a time
 
 
@@ -76,11 +59,13 @@ def build_receiver(
     """The receiver and where its work runs, from settings; refuses to build without both webhook
     secrets. The worker process is started with the receiver (``Receiver.start``); in this
     process (``in_process``) the worker is built, and the repo cloned, here and now."""
-    github_secret = config.get("RELEASEBOT_GITHUB_WEBHOOK_SECRET")
-    mlflow_secret = config.get("RELEASEBOT_MLFLOW_WEBHOOK_SECRET")
+    github_secret = settings.GITHUB_WEBHOOK_SECRET.get(config)
+    mlflow_secret = settings.MLFLOW_WEBHOOK_SECRET.get(config)
     if not github_secret or not mlflow_secret:
         # No default secret: an unauthenticated receiver would let anyone trigger work.
-        raise ConfigError("set RELEASEBOT_GITHUB_WEBHOOK_SECRET and RELEASEBOT_MLFLOW_WEBHOOK_SECRET; not starting")
+        names = f"{settings.GITHUB_WEBHOOK_SECRET.name} and {settings.MLFLOW_WEBHOOK_SECRET.name}"
+        raise ConfigError(f"set {names}; not starting")
+    resync = settings.RESYNC_SECONDS.seconds(config)
     metrics = metrics or Metrics()
     work: Work
     if in_process:
@@ -90,5 +75,4 @@ def build_receiver(
         work = LocalWork(service, service.catalog, metrics, THREADS)
     else:
         work = WorkerProcess(service_factory(config), metrics, THREADS)
-    resync = float(config.get("RELEASEBOT_RESYNC_SECONDS", "300"))
     return Receiver(Settings(github_secret, mlflow_secret, resync), work), work

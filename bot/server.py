@@ -12,7 +12,11 @@ the ``releasebot/validate`` check run (coalescing per commit), and a comment com
 delivery). A :class:`bot.work.Work` does them (in ``serve``, a worker process: this process only
 answers HTTP, so the work never holds its GIL); this module only decides what to queue. Unknown
 events are answered 202 and logged, with no work. Until the work has a catalog to route with,
-deliveries get 503 and ``/readyz`` says why.
+deliveries get 503 and ``/readyz`` says why. ``GET /app/setup`` is where GitHub sends whoever
+registered or installed the App: a page (:func:`bot.githubapp.setup_page`) with the next step.
+
+``/`` is the status page (:mod:`bot.statuspage`): the rows each pass of the worker left
+(:meth:`bot.work.Work.status`), laid out in catalog order. A page load runs no pass.
 """
 
 from __future__ import annotations
@@ -24,17 +28,19 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot import intake
+from bot import githubapp, intake, status, statuspage
 from bot.catalog import Catalog
 from bot.errors import InvalidRequest, SecurityError
+from bot.redact import redact
 from bot.work import Reconcile, Work
 
 # Metric labels come only from this set: a header is attacker-controlled until the signature checks
@@ -47,6 +53,7 @@ GITHUB_EVENTS = frozenset(
         "check_run",
         "check_suite",
         "status",
+        "merge_group",
         "issue_comment",
         "installation",
         "ping",
@@ -90,6 +97,10 @@ class Receiver:
         self.catalog: Callable[[], Catalog] = work.catalog
         self.queue = work.queue
         self.metrics = work.metrics
+        self.metrics.resync_seconds.set(settings.resync_seconds)
+        # Refused signatures start at 0: a counter series born at 1 has no increase() to alert on.
+        for source, kind in [*(("github", k) for k in sorted(GITHUB_EVENTS | {"other"})), ("mlflow", "unknown")]:
+            self.metrics.events.labels(source, kind, "unauthorized")
         self.seen = _Seen()
         self._stop = threading.Event()
 
@@ -211,6 +222,42 @@ class Receiver:
         worker = await run_in_threadpool(self.work.exposition)
         return Response(generate_latest(self.metrics.receiver) + worker, media_type=CONTENT_TYPE_LATEST)
 
+    async def app_setup(self, request: Request) -> Response:
+        # Where GitHub sends the person who registered or installed the App: the next step, for
+        # people (no script). It needs no catalog, so it answers while the worker starts too.
+        status, page = githubapp.setup_page(dict(request.query_params))
+        return HTMLResponse(page, status, headers=githubapp.SECURITY_HEADERS)
+
+    def _page_text(self) -> str:
+        notice = None
+        try:
+            try:
+                cat = self.catalog()
+            except Exception as exc:  # the worker is starting: there is nothing to lay rows out by
+                rows: tuple[status.Row, ...] = ()
+                notice = f"not ready: {exc}"
+            else:
+                rows = status.board(cat, self.work.status())
+            text = statuspage.html(rows, datetime.now(UTC), notice)
+        except Exception as exc:
+            log.error("the status page could not be built: %s", exc, exc_info=exc)
+            text = statuspage.html((), datetime.now(UTC), f"the status page could not be built: {exc}")
+        return redact(text)
+
+    async def page(self, request: Request) -> Response:
+        """The status page: the rows the worker's passes left (no pass is run for it, so a page
+        load costs no git, MLflow or cluster read). Never a 5xx: whatever is missing is said."""
+        # A fleet's page takes a moment to lay out: not on the event loop that answers webhooks.
+        text = await run_in_threadpool(self._page_text)
+        # No script may run on it, whatever a message holds; styles are inline.
+        headers = {
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        }
+        return HTMLResponse(text, headers=headers)
+
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -233,8 +280,10 @@ def create_app(receiver: Receiver) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/webhooks/github", receiver.github, methods=["POST"]),
-            Route("/webhooks/mlflow", receiver.mlflow, methods=["POST"]),
+            Route(githubapp.GITHUB_HOOK_PATH, receiver.github, methods=["POST"]),
+            Route(githubapp.MLFLOW_HOOK_PATH, receiver.mlflow, methods=["POST"]),
+            Route(githubapp.SETUP_PATH, receiver.app_setup),
+            Route("/", receiver.page, methods=["GET", "HEAD"]),
             Route("/metrics", receiver.scrape),
             Route("/healthz", receiver.healthz),
             Route("/readyz", receiver.readyz),

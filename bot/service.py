@@ -22,19 +22,24 @@ import logging
 import subprocess
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bot import checks, commands
+from bot import checks, commands, settings, status
 from bot.catalog import Catalog
 from bot.errors import PermanentUpstreamError, ReleasebotError, TransientUpstreamError
 from bot.forge import forges
 from bot.forge.github import CHECK_NAME, GitHubForge, forge_from_env
 from bot.intake import CheckRequest, CommandRequest
-from bot.metrics import Metrics
-from bot.plan import Note, plan, registry_wants
-from bot.reconcile import look, make_plan, observe, pin_change, reconcile, watch_from, write_back
+from bot.manifests import inferenceservice as isvc
+from bot.metrics import KeyState, Metrics, WalkState
+from bot.plan import Note, models_to_plan, plan, registry_wants, served, under_way
+from bot.plan.rollout import percent_of
+from bot.reconcile import Result, look, make_plan, observe, pin_change, reconcile, watch_from, write_back
+from bot.redact import redact
 from bot.registry import Registry, RegistrySnapshot, registry_cache
 from bot.repo import EnvRepo, default_workdir, local_or_url
 from bot.validate import validate_repo
@@ -46,11 +51,12 @@ class Service:
     """The worker behind the receiver."""
 
     def __init__(self, config: Mapping[str, str], metrics: Metrics, tracking_uri: str | None = None) -> None:
-        remote = local_or_url(config.get("RELEASEBOT_REPO") or ".")
-        workdir = Path(config["RELEASEBOT_WORKDIR"]) if config.get("RELEASEBOT_WORKDIR") else default_workdir(remote)
+        remote = local_or_url(settings.REPO.get(config) or ".")
+        workdir_setting = settings.WORKDIR.get(config)
+        workdir = Path(workdir_setting) if workdir_setting else default_workdir(remote)
         self.repo = EnvRepo(remote, workdir)
         self.metrics = metrics
-        self.tracking_uri = tracking_uri or config.get("MLFLOW_TRACKING_URI")
+        self.tracking_uri = tracking_uri or settings.TRACKING_URI.get(config)
         github = None
         if remote.startswith("https://"):
             # With GitHub credentials configured, they also fetch and push the HTTPS remote.
@@ -64,6 +70,11 @@ class Service:
         self._catalog = observe(self.repo, self.registry_for)[0]
         self.watch = watch_from(config)
         self._looks: dict[str, float] = {}  # model -> when its walk asked to be looked at again
+        # The status page's rows, per model, as the last pass over it saw them; and the models
+        # whose rows changed since the receiver last took them (bot.work.statuses).
+        self._status: dict[str, tuple[status.Row, ...]] = {}
+        self._status_new: set[str] = set()
+        self._status_lock = threading.Lock()
 
     def registry_for(self, cat: Catalog) -> Registry:
         # One registry for as long as the settings hold: what it learned of immutable facts
@@ -91,8 +102,14 @@ class Service:
     # -- the three kinds of work ------------------------------------------------------------
 
     def reconcile(self, model: str | None) -> list[str]:  # the Worker protocol ignores the lines
-        result = reconcile(self.repo, self.registry_for, self.forge_for, model=model, watch=self.watch)
+        try:
+            result = reconcile(self.repo, self.registry_for, self.forge_for, model=model, watch=self.watch)
+        except Exception as exc:
+            self._record_failure(model, exc)
+            raise
         self._catalog = result.catalog
+        self._record(result, model)
+        self.metrics.record_pass(model, key_states(result, model), time.time())
         if model is not None:
             when = result.plan.next_look
             if when is None:
@@ -105,6 +122,40 @@ class Service:
 
     def look_again(self, model: str) -> float | None:
         return self._looks.get(model)
+
+    # -- the status page ----------------------------------------------------------------------
+
+    def _record(self, result: Result, model: str | None) -> None:
+        """Keep the rows of the models this pass covered, from what it observed and planned."""
+        assert result.state is not None and result.snapshot is not None
+        skipped = {c.key.branch for c in result.plan.changes if self.forge_for(c.write_back) is None}
+        rows = status.rows(
+            result.catalog, result.state, result.snapshot, result.plan, datetime.now(UTC), model, True, skipped
+        )
+        by_model: dict[str, list[status.Row]] = {}
+        for row in rows:
+            by_model.setdefault(row.model, []).append(row)
+        with self._status_lock:
+            for name, found in by_model.items():
+                self._status[name] = tuple(found)
+            self._status_new |= set(by_model)
+
+    def _record_failure(self, model: str | None, exc: Exception) -> None:
+        names = [model] if model is not None else [m.name for m in self._catalog.models]
+        message = redact(f"{type(exc).__name__}: {exc}")
+        with self._status_lock:
+            for name in names:
+                self._status[name] = status.failed(
+                    self._catalog, name, self._status.get(name, ()), datetime.now(UTC), message
+                )
+            self._status_new |= set(names)
+
+    def take_status(self) -> dict[str, tuple[status.Row, ...]]:
+        """The rows of the models reconciled since the last call (see bot.work.statuses)."""
+        with self._status_lock:
+            taken = {name: self._status[name] for name in self._status_new}
+            self._status_new.clear()
+        return taken
 
     def validate(self, check: CheckRequest) -> None:
         github = self._github()
@@ -200,3 +251,39 @@ class Service:
         if isinstance(change, Note):
             return [change.message]
         return [write_back(self.repo, change, self.forge_for)]
+
+
+def key_states(result: Result, model: str | None) -> list[KeyState]:
+    """What a pass over ``model`` (None: all) found for each key it covered, for ``/metrics``:
+    whether it planned the key without an error, the drift check's verdict on the version main
+    serves, and the release walk under way on main. As the pass read main, before its own writes
+    (the next pass, which a walk always asks for, shows those)."""
+    cat, state, registry = result.catalog, result.state, result.snapshot
+    failed = {(n.key.environment, n.key.model) for n in result.plan.errors}
+    unread = registry.problems if registry is not None else {}
+    out = []
+    for env in cat.environments:
+        for m in models_to_plan(cat, env, model):
+            ok = (env.name, m.name) not in failed and m.registered_model not in unread
+            path = isvc.path_of(env.name, m.name)
+            text = state.main_files.get(path) if state is not None else None
+            if text is None:
+                out.append(KeyState(env.name, m.name, ok))
+                continue
+            now = served(text, path)
+            versions = registry.models.get(m.registered_model) if registry is not None else None
+            version = versions.versions.get(now.version) if versions is not None and now.version else None
+            status = version.drift_tag(env.name, "status") if version is not None else None
+            walk = None
+            if env.canary is not None and now.step is not None and under_way(env, now):
+                landed = state.landed.get(path) if state is not None else None
+                walk = WalkState(
+                    step=now.step + 1,
+                    percent=percent_of(env.canary, now.step),
+                    started=landed[1].timestamp() if landed else None,
+                    # A step that goes well is synced and Healthy within the deadline (or the walk
+                    # rolls it back), then soaks for the interval, then is judged at the next look.
+                    deadline=env.canary.deadline + env.canary.interval,
+                )
+            out.append(KeyState(env.name, m.name, ok, {"drift": True, "ok": False}.get(status or ""), walk))
+    return out

@@ -60,8 +60,10 @@ CRD_SCHEMAS: dict[tuple[str, str], tuple[str, ...]] = {
         "argoproj.io_v1alpha1_ApplicationSet.json",
         "released/argo-cd-v3.5.1/argoproj.io_v1alpha1_ApplicationSet.json",
     ),
-    # Not upstream: written for releasebot (see schemas/local/README.md); reported as "local-schema".
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): ("../local/monitoring.coreos.com_v1_ServiceMonitor.json",),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ("monitoring.coreos.com_v1_PrometheusRule.json",),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ("monitoring.coreos.com_v1_ServiceMonitor.json",),
+    # A kind without a vendored upstream CRD would name a schema of schemas/local/ here (see its
+    # README); its problems are reported as "local-schema".
 }
 CLUSTER_SCOPED = {"NodePool", "EC2NodeClass", "Namespace", "ClusterRole", "ClusterRoleBinding"}
 # KServe derives Service and Knative names from an InferenceService name: a DNS-1035 label.

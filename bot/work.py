@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +29,7 @@ from bot.catalog import Catalog
 from bot.errors import ReleasebotError
 from bot.intake import CheckRequest, CommandRequest
 from bot.metrics import Metrics
+from bot.status import Row
 from bot.workqueue import CoalescingQueue
 
 log = logging.getLogger("releasebot.work")
@@ -66,6 +67,35 @@ class Work(Protocol):
     def stop(self) -> None: ...
 
     def exposition(self) -> bytes: ...
+
+    def status(self) -> Mapping[str, tuple[Row, ...]]:
+        """The status page's rows per model, as the last pass over each saw them."""
+        ...
+
+
+def statuses(worker: object) -> dict[str, tuple[Row, ...]]:
+    """The status rows ``worker`` recorded since it was last asked (``take_status``); a worker
+    that keeps none (a test's) gives none."""
+    take = getattr(worker, "take_status", None)
+    return take() if take is not None else {}
+
+
+class StatusBoard:
+    """The receiver's copy of the status rows, per model, filled as passes finish: the page reads
+    it and never waits on the worker or recomputes the fleet."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[Row, ...]] = {}
+        self._lock = threading.Lock()
+
+    def update(self, rows: Mapping[str, tuple[Row, ...]]) -> None:
+        if rows:
+            with self._lock:
+                self._rows.update(rows)
+
+    def rows(self) -> dict[str, tuple[Row, ...]]:
+        with self._lock:
+            return dict(self._rows)
 
 
 def describe(item: Hashable) -> str:
@@ -181,13 +211,16 @@ class LocalWork:
         self.retries = Retries(self.queue.put)
         self.metrics.queue_depth_from(self.queue.depth)
         self.metrics.worker_up.set(1)
+        self.board = StatusBoard()
 
     def _run(self, item: Hashable) -> float | None:
         when = run(self.worker, self.metrics, item)
+        self.board.update(statuses(self.worker))
         self.retries.succeeded(item)
         return when  # the queue puts the item back then (a walk's next look)
 
     def _failed(self, item: Hashable, exc: BaseException) -> None:
+        self.board.update(statuses(self.worker))
         failed(self.metrics, item, exc)
         if retryable(item, exc):
             self.retries.schedule(item, getattr(exc, "delay", None))
@@ -204,3 +237,6 @@ class LocalWork:
 
     def exposition(self) -> bytes:
         return self.metrics.worker_exposition()
+
+    def status(self) -> dict[str, tuple[Row, ...]]:
+        return self.board.rows()

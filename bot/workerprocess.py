@@ -9,9 +9,10 @@ has threads by then) and builds its worker from ``factory``, a ``"module:callabl
 arguments, so that this process never imports the worker's modules (MLflow, git, GitHub).
 
 What crosses, all picklable: work items (frozen dataclasses) one way; the catalog (sent again
-whenever it changes, for routing and readiness), "done" for each item, and the child's log
-records the other way; and on a pipe, the child's half of ``/metrics`` when asked, with a short
-timeout (the last good copy is served when the child is busy or gone).
+whenever it changes, for routing and readiness), the status page's rows of the models a pass
+covered (:mod:`bot.status`), "done" for each item, and the child's log records the other way;
+and on a pipe, the child's half of ``/metrics`` when asked, with a short timeout (the last good
+copy is served when the child is busy or gone).
 
 A child that exits unasked is logged, counted (``releasebot_worker_restarts_total``), marked
 not ready, and started again after a backoff (1 s, doubling to 30 s; reset once a child has run
@@ -45,7 +46,8 @@ from typing import Any
 from bot.catalog import Catalog
 from bot.intake import CommandRequest
 from bot.metrics import Metrics
-from bot.work import Retries, describe, failed, retryable, run
+from bot.status import Row
+from bot.work import Retries, StatusBoard, describe, failed, retryable, run, statuses
 from bot.workqueue import CoalescingQueue
 
 log = logging.getLogger("releasebot.workerprocess")
@@ -108,6 +110,7 @@ class WorkerProcess:
         self._scrape_lock = threading.Lock()
         self._scrape_seq = 0
         self._last_scrape = b""
+        self.board = StatusBoard()
         self._threads = [
             threading.Thread(target=self._supervise, name="releasebot-supervisor", daemon=True),
             threading.Thread(target=self._dispatch, name="releasebot-dispatch", daemon=True),
@@ -142,6 +145,10 @@ class WorkerProcess:
             except (OSError, EOFError):  # it went away meanwhile; the supervisor reports that
                 pass
             return self._last_scrape
+
+    def status(self) -> dict[str, tuple[Row, ...]]:
+        """The status rows the child sent as its passes finished (kept across its restarts)."""
+        return self.board.rows()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -262,6 +269,8 @@ class WorkerProcess:
                     child.up = True
                     self._up.notify_all()
                 self.metrics.worker_up.set(1)
+            elif kind == "status":
+                self.board.update(message[1])
             elif kind == "log":
                 record = message[1]
                 logging.getLogger(record.name).handle(record)
@@ -330,10 +339,13 @@ def _child_main(
                 now = worker.catalog()
             except Exception:  # keep routing with the last one
                 now = sent[0]
+            rows = statuses(worker)
             with sending:
                 if now is not sent[0] and now != sent[0]:  # a deep comparison only when it may differ
                     sent[0] = now
                     outbox.put(("catalog", now))
+                if rows:  # before "done": whoever waits on the item finds its rows there
+                    outbox.put(("status", rows))
                 outbox.put(outcome)
 
     threading.Thread(target=answer_scrapes, name="releasebot-scrape", daemon=True).start()

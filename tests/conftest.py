@@ -18,6 +18,17 @@ EXAMPLE_CATALOG = EXAMPLE_DIR / CATALOG_FILE
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def independent(text: str) -> str:
+    """A catalog text whose environments each follow their alias on their own: for tests of one
+    environment's policies, which would otherwise wait on the environment before (promotion order)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        out.append(line)
+        if line.startswith("    writeBack: "):
+            out.append("    promotion: independent\n")
+    return "".join(out)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/*/expected")
 
@@ -115,10 +126,19 @@ def copy_catalog(tmp_path: Path, text: str) -> Path:
 
 @pytest.fixture(scope="session")
 def mlflow_url(tmp_path_factory: pytest.TempPathFactory):
-    """One real MLflow tracking server for the whole test run."""
+    """One real MLflow tracking server for the whole test run. It may deliver webhooks to
+    receivers on 127.0.0.1 (MLflow refuses private addresses and plain http unless told), with
+    one fixed key for the secrets it keeps."""
+    from cryptography.fernet import Fernet
+
     from tests.mlflow_server import mlflow_server
 
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+    webhooks = {
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    with mlflow_server(tmp_path_factory.mktemp("mlflow"), webhooks) as url:
         yield url
 
 

@@ -3,7 +3,7 @@
 :class:`GitHubMock` wraps ``responses`` (``assert_all_requests_are_fired=True``): each mocked
 operation is named by its OpenAPI operationId, its request body is validated against the
 operation's request schema and its response against the response schema for its status, using
-the REST subset in ``tests/fixtures/github`` and the three operations extracted beside it.
+the REST subset in ``tests/fixtures/github`` and the operations extracted beside it.
 Response bodies start from the description's own examples, so they look like what GitHub sends.
 """
 
@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures/github"
 
 
 def _load_spec() -> dict[str, Any]:
-    """The subset, plus the three operations extracted beside it from the same upstream file."""
+    """The subset, plus the operations extracted beside it from the same upstream file."""
     spec = json.loads((FIXTURES / "api.github.com.subset.json").read_text())
     extra = json.loads((FIXTURES / "api.github.com.extra.json").read_text())
     for path, ops in extra["paths"].items():
@@ -182,10 +182,15 @@ class GitHubMock:
     ) -> None:
         extra_headers = headers or {}
         method, template, op = _OPS[operation]
-        path = template
+        path, patterns = template, {}
         for key, value in params.items():
+            if isinstance(value, re.Pattern):  # a value the test cannot know beforehand (a commit made in it)
+                patterns[f"PARAM{len(patterns)}PARAM"], value = value.pattern, f"PARAM{len(patterns)}PARAM"
             path = path.replace("{" + key + "}", str(value))
-        url = re.compile(re.escape(BASE).replace("com", "com(:443)?") + re.escape(path) + r"(\?.*)?$")
+        where = re.escape(path)
+        for token, pattern in patterns.items():
+            where = where.replace(token, f"(?:{pattern})")
+        url = re.compile(re.escape(BASE).replace("com", "com(:443)?") + where + r"(\?.*)?$")
         responses_spec = op["responses"].get(str(status))
         if responses_spec is None and status == 401:
             # GitHub answers 401 on every endpoint; the description documents it once, as a component.
@@ -197,6 +202,9 @@ class GitHubMock:
         assert responses_spec is not None, f"{operation} has no documented {status} response"
 
         def callback(request: Any) -> tuple[int, dict[str, str], str]:
+            # A callable body is made when the request comes: for answers that name what the
+            # code under test made a moment before (a commit it pushed).
+            answer = body() if callable(body) else body
             if query:
                 from urllib.parse import parse_qsl, urlsplit
 
@@ -209,8 +217,8 @@ class GitHubMock:
             if check_request:
                 check_request(dict(request.headers), sent)
             content = _resolve(responses_spec).get("content", {})
-            if body is not None and "application/json" in content:
-                validate(content["application/json"]["schema"], body, f"the {status} response of {operation}")
+            if answer is not None and "application/json" in content:
+                validate(content["application/json"]["schema"], answer, f"the {status} response of {operation}")
             self.checked += 1
             # GitHub reports the rate limit on every answer; releasebot exports the remaining count.
             headers = {
@@ -219,6 +227,6 @@ class GitHubMock:
                 "X-RateLimit-Remaining": str(5000 - self.checked),
                 **extra_headers,
             }
-            return status, headers, json.dumps(body) if body is not None else ""
+            return status, headers, json.dumps(answer) if answer is not None else ""
 
         self.rsps.add_callback(method, url, callback=callback)

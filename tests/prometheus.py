@@ -8,8 +8,9 @@ standing in for the revision. Counters grow with wall time at the scripted rate,
 ``increase()`` see real traffic; every request of a revision takes the same scripted latency.
 
 :func:`prometheus` starts the ``prometheus`` binary (Debian's package; ``make test`` installs it)
-on 127.0.0.1 with a temporary storage directory, scraping the exporter every second, and stops
-both on exit. A test scripts traffic with :meth:`Exporter.serve` and waits for enough scrapes with
+on 127.0.0.1 with a temporary storage directory, scraping the exporter (and any further targets
+a test names, evaluating a rule file it gives) every second, and stops both on exit. A test
+scripts traffic with :meth:`Exporter.serve` and waits for enough scrapes with
 :meth:`PrometheusServer.wait_for_window` (polling Prometheus, bounded), never by sleeping.
 
 It deliberately fakes nothing about Prometheus itself, and knows nothing of releasebot.
@@ -17,11 +18,12 @@ It deliberately fakes nothing about Prometheus itself, and knows nothing of rele
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -194,19 +196,30 @@ def prometheus_binary() -> str:
 
 
 @contextmanager
-def prometheus(root: Path) -> Iterator[PrometheusServer]:
-    """A Prometheus on 127.0.0.1 scraping a fresh :class:`Exporter` every second."""
+def prometheus(
+    root: Path, scrape: Sequence[tuple[str, str, Mapping[str, str]]] = (), rules: Path | None = None
+) -> Iterator[PrometheusServer]:
+    """A Prometheus on 127.0.0.1 scraping a fresh :class:`Exporter` every second, and the
+    ``scrape`` targets given as (job, address, target labels); with ``rules``, a rule file it
+    evaluates every second."""
     binary = prometheus_binary()
     exporter = Exporter()
     try:
         port = free_port()
         config = root / "prometheus.yml"
-        config.write_text(
+        text = (
             f"global:\n  scrape_interval: {SCRAPE_SECONDS}s\n  scrape_timeout: {SCRAPE_SECONDS}s\n"
+            f"  evaluation_interval: {SCRAPE_SECONDS}s\n"
             "scrape_configs:\n"
             "  - job_name: kserve\n"
             f"    static_configs:\n      - targets: ['{exporter.address}']\n"
         )
+        for job, address, labels in scrape:
+            text += f"  - job_name: {json.dumps(job)}\n    static_configs:\n      - targets: [{json.dumps(address)}]\n"
+            text += f"        labels: {json.dumps(dict(labels))}\n"
+        if rules is not None:
+            text += f"rule_files: [{json.dumps(str(rules))}]\n"
+        config.write_text(text)
         log_path = root / "prometheus.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(

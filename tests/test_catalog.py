@@ -80,7 +80,7 @@ def test_scale_to_zero_needs_serverless(example_text: str) -> None:
 
 def test_retrain_needs_a_pipeline_endpoint(example_text: str) -> None:
     start = example_text.index("pipelines:")
-    end = example_text.index("# Environments.")
+    end = example_text.index("# Environments, in promotion order")
     assert "'pipelines.endpoint' (where runs are submitted) is required" in refuse(
         example_text[:start] + example_text[end:]
     )
@@ -155,10 +155,14 @@ def test_settings_nothing_acts_on_yet_are_refused_where_they_stand(example_text:
         "    autoMerge: false\n",
         "    autoMerge: true\n    canary:\n      steps: [10, 100]\n",
     ).replace("bot:\n", "bot:\n  package: releasebot==0.1.0\n")
+    text = text.replace("    writeBack: branch\n", "    writeBack: branch\n    autoMerge: true\n")
     message = refuse(text)
     assert f"releasebot.yaml:{line_of(text, 'package: releasebot')}: $.bot.package: bot.package is no longer" in message
-    assert f"releasebot.yaml:{line_of(text, 'autoMerge: true')}: $.environments[2].autoMerge: auto-merge" in message
-    assert "not carried out yet" in message
+    # Auto-merge is carried out for pull requests; on a branch nothing waits to be merged.
+    at = text.index("writeBack: branch\n    autoMerge: true")
+    line = text[:at].count("\n") + 2
+    assert f"releasebot.yaml:{line}: $.environments[1].autoMerge: autoMerge needs writeBack: pull-request" in message
+    assert "environments[2].autoMerge" not in message
     # A canary walk is carried out, so it is refused only for what it would lack: here Prometheus.
     assert (
         f"releasebot.yaml:{line_of(text, 'canary:')}: $.environments[2].canary: canary analysis needs prometheus.url"

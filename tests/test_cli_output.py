@@ -46,14 +46,14 @@ def test_every_verb_speaks_json_and_a_test_reads_it() -> None:
 def test_a_verb_added_without_json_or_a_test_is_caught() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    sub.add_parser("status").add_argument("--output", choices=["table", "html"])
-    group = sub.add_parser("app").add_subparsers()
-    group.add_parser("manifest").add_argument("--output", choices=["text", "json"])
+    sub.add_parser("fleet").add_argument("--output", choices=["table", "html"])
+    group = sub.add_parser("gadget").add_subparsers()
+    group.add_parser("make").add_argument("--output", choices=["text", "json"])
     marked = {**cli_verbs.marked_verbs(), "gone": ["test_x.py::test_y"]}
     assert _problems(parser, marked) == [
-        "status: no --output json",
-        "status: no test marked json_output('status')",
-        "app manifest: no test marked json_output('app manifest')",
+        "fleet: no --output json",
+        "fleet: no test marked json_output('fleet')",
+        "gadget make: no test marked json_output('gadget make')",
         "gone: marked in ['test_x.py::test_y'] but no such verb",
     ]
 

@@ -10,26 +10,35 @@ import pytest
 from bot import yamlio
 
 
+def _main_log(envs: Path) -> str:
+    # Children before parents, whatever the clock: the commits of one pass share a second.
+    command = ["git", "-C", str(envs), "log", "--topo-order", "--format=%s", "main"]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
 def test_demo_runs_end_to_end(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = run_cli("demo", "--dir", "demo")
     assert result.code == 0, result.err
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # nothing written beside its folder
     envs = tmp_path / "demo" / "environments"
-    log = subprocess.run(["git", "-C", str(envs), "log", "--format=%s", "main"], capture_output=True, text=True).stdout
+    log = _main_log(envs)
+    # Promotion order: dev first; staging's branch once dev serves the version; production's only
+    # once a person merged staging's.
     assert log.splitlines() == [
-        "Release iris-classifier v3 to dev",
         "Release iris-classifier v2 to dev",
+        "Merge releasebot/staging/iris-classifier/release",
+        "Release iris-classifier v1 to staging",
+        "Release iris-classifier v1 to dev",
         "Initial environments repository",
     ]
     branches = subprocess.run(
         ["git", "-C", str(envs), "branch", "--format=%(refname:short)"], capture_output=True, text=True
     ).stdout.split()
-    assert sorted(branches) == [
-        "main",
-        "releasebot/production/iris-classifier/release",
-        "releasebot/staging/iris-classifier/release",
-    ]
+    # v2 is proposed for staging; production's v1 branch was closed: @champion moved on to v2,
+    # which waits for staging.
+    assert sorted(branches) == ["main", "releasebot/staging/iris-classifier/release"]
+    assert "production waits for v2 to be promoted in staging (it serves v1)" in result.out + result.err
     dev = yamlio.to_plain(yamlio.load_file(envs / "dev/iris-classifier/inferenceservice.yaml"))
     assert dev["spec"]["predictor"]["model"]["storageUri"].startswith("pvc://mlflow-artifacts/")
     assert "Nothing to change." in result.out
@@ -50,15 +59,15 @@ def test_demo_speaks_json(tmp_path: Path, run_cli) -> None:
     result = run_cli("demo", "--dir", tmp_path / "demo", "--output", "json")
     assert result.code == 0, result.err
     doc = result.json()  # the story is not told: stdout is the document alone
+    envs = tmp_path / "demo" / "environments"
+    log = _main_log(envs)
     assert doc == {
         "ok": True,
         "directory": str(tmp_path / "demo"),
-        "environments": str(tmp_path / "demo" / "environments"),
+        "environments": str(envs),
         "tracking_uri": f"sqlite:///{tmp_path / 'demo' / 'mlflow' / 'mlflow.db'}",
-        "main": [
-            "Release iris-classifier v3 to dev",
-            "Release iris-classifier v2 to dev",
-            "Initial environments repository",
-        ],
-        "branches": ["releasebot/production/iris-classifier/release", "releasebot/staging/iris-classifier/release"],
+        "main": log.splitlines(),
+        "branches": ["releasebot/staging/iris-classifier/release"],
     }
+    assert doc["main"][0] == "Release iris-classifier v2 to dev"
+    assert doc["main"][-1] == "Initial environments repository"

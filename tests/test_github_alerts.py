@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.commands import Subject, subject_of_issue
 from bot.forge.github import GitHubForge, TokenSource
 from bot.plan import Alert, Key
 from bot.repo import EnvRepo
@@ -151,3 +152,29 @@ def test_two_replicas_racing_end_with_one_open_alert_issue() -> None:
     )
     assert comments == [{"body": "Duplicate of #12: another releasebot replica opened it first."}]
     assert closes == [{"state": "closed", "state_reason": "duplicate"}]
+
+
+def test_a_quality_gate_issue_is_its_own_issue_beside_the_drift_alert_and_always_labelled_releasebot() -> None:
+    quality = Alert(
+        Key("production", "fraud", "quality"),
+        True,
+        "Quality gate: fraud v4 not released to production",
+        "accuracy 0.91 < 0.93\n<!-- releasebot:fingerprint=cccc3333 -->",
+        "cccc3333",
+        ("quality",),  # the planner's labels lack "releasebot": the forge adds it, or it would never find it again
+    )
+    drift_issue = existing(alert())  # same (environment, model), the drift alert's marker
+    sent: list[dict] = []
+    with GitHubMock() as gh:
+        gh.add("issues/list-for-repo", REPO, 200, [drift_issue], query=LIST_QUERY)
+        gh.add("issues/create", REPO, 201, issue(14, quality.title, "b"), check_request=lambda h, b: sent.append(b))
+        gh.add("issues/list-for-repo", REPO, 200, [issue(14, quality.title, "b")], query=LIST_QUERY)
+        said = forge().alert(quality)
+    assert said == "opened quality gate issue #14 (https://github.com/acme/envs/issues/14)"
+    assert sent[0]["labels"] == ["releasebot", "quality"]
+    assert sent[0]["body"].endswith("<!-- releasebot:quality=production/fraud -->")
+    # /releasebot commands said on it know which (environment, model) they are about.
+    assert subject_of_issue(sent[0]["body"]) == Subject("production", "fraud")
+    with GitHubMock() as gh:  # found again by its own marker: unchanged, nothing written
+        gh.add("issues/list-for-repo", REPO, 200, [drift_issue, existing(quality, number=14)], query=LIST_QUERY)
+        assert forge().alert(quality) is None

@@ -24,6 +24,8 @@ def test_extra_operations_are_self_contained_and_unmodified_by_octokit():
         ("post", "/repos/{owner}/{repo}/issues"): "issues/create",
         ("get", "/repos/{owner}/{repo}/issues"): "issues/list-for-repo",
         ("get", "/repos/{owner}/{repo}/collaborators/{username}/permission"): "repos/get-collaborator-permission-level",
+        ("post", "/app-manifests/{code}/conversions"): "apps/create-from-manifest",
+        ("get", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses"): "repos/list-deployment-statuses",
     }
     assert not any("x-octokit" in op for item in extra["paths"].values() for op in item.values())
     for ref in refs(extra, set()):

@@ -330,3 +330,59 @@ def test_a_walk_verdict_is_the_releasebot_rollout_check_on_the_commit_it_judged_
             query={"check_name": "releasebot/rollout"},
         )
         assert forge().verdict(c) is None
+
+
+def test_the_quality_gate_is_the_releasebot_quality_check_on_the_proposed_head_once() -> None:
+    from dataclasses import replace
+
+    from bot.plan.types import Gate, GateRow
+    from tests.github_api import check_run
+
+    head = "b" * 40
+    gate = Gate(
+        KEY,
+        "3",
+        "2",
+        True,
+        (
+            GateRow("accuracy", "0.94", "0.93", "≥ baseline + 0.005", True),
+            GateRow("tag validation.dataset", "sha256:ab|cd", None, "tag present", True),
+        ),
+        "passed 2 of 2 checks against v2",
+    )
+    c = replace(change(), gate=gate)
+    sent: list[dict] = []
+    listed = {"total_count": 0, "check_runs": []}
+    with GitHubMock() as gh:
+        gh.add("checks/list-for-ref", {**REPO, "ref": head}, 200, listed, query={"check_name": "releasebot/quality"})
+        gh.add(
+            "checks/create",
+            REPO,
+            201,
+            check_run(71, head, "completed", "success"),
+            check_request=lambda h, b: sent.append(b),
+        )
+        assert forge().quality(c, head) == f"reported releasebot/quality (success) on {head[:12]}"
+    [body] = sent
+    assert (body["name"], body["head_sha"], body["conclusion"]) == ("releasebot/quality", head, "success")
+    assert body["external_id"] == "production/fraud/v3/passed"
+    assert body["output"]["title"] == "production/fraud v3: passed 2 of 2 checks against v2"
+    assert body["output"]["summary"].splitlines()[2:] == [
+        "| check | v3 | v2 | rule | |",
+        "|---|---:|---:|---|:---:|",
+        "| accuracy | 0.94 | 0.93 | ≥ baseline + 0.005 | ✅ |",
+        "| tag validation.dataset | sha256:ab\\|cd | — | tag present | ✅ |",
+    ]
+    there = check_run(71, head, "completed", "success") | {
+        "name": "releasebot/quality",
+        "external_id": body["external_id"],
+    }
+    with GitHubMock() as gh:  # the next pass: it is there, nothing is created
+        gh.add(
+            "checks/list-for-ref",
+            {**REPO, "ref": head},
+            200,
+            {"total_count": 1, "check_runs": [there]},
+            query={"check_name": "releasebot/quality"},
+        )
+        assert forge().quality(c, head) is None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 BOT = Path(__file__).resolve().parent.parent / "bot"
-CORE = ("bot.plan", "bot.capacity", "bot.manifests", "bot.prbody", "bot.catalog")
+CORE = ("bot.plan", "bot.capacity", "bot.manifests", "bot.prbody", "bot.catalog", "bot.status", "bot.statuspage")
 ADAPTERS = {
     "bot.registry",
     "bot.repo",

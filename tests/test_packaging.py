@@ -30,24 +30,6 @@ def test_the_wheel_ships_every_module_schema_and_blueprint(tmp_path: Path) -> No
     assert data - names == set()
 
 
-def test_the_github_app_manifest_asks_least_privilege_for_the_events_serve_handles() -> None:
-    from bot import yamlio
-    from bot.server import GITHUB_EVENTS
-
-    app = yamlio.to_plain(yamlio.load((PROJECT / "github-app.yml").read_text(), "github-app.yml"))
-    assert app["default_permissions"] == {
-        "contents": "write",
-        "pull_requests": "write",
-        "checks": "write",
-        "issues": "write",
-        "metadata": "read",
-        "statuses": "read",
-    }
-    # installation and ping reach every App without a subscription.
-    assert set(app["default_events"]) == GITHUB_EVENTS - {"installation", "ping"}
-    assert app["hook_attributes"]["url"].endswith("/webhooks/github") and app["public"] is False
-
-
 def test_the_image_runs_releasebot_as_a_non_root_user_with_git() -> None:
     lines = [line.strip() for line in (PROJECT / "Dockerfile").read_text().splitlines()]
     runtime = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]

@@ -8,7 +8,7 @@ import pytest
 
 from bot import yamlio
 from bot.blueprints import BlueprintSet
-from bot.catalog import load_catalog
+from bot.catalog import parse_catalog
 from bot.manifests import inferenceservice
 from bot.plan import (
     BotBranch,
@@ -24,9 +24,10 @@ from bot.plan import (
     unblock,
 )
 from bot.registry import Dataset, ModelState, RegistrySnapshot, Version
-from tests.conftest import EXAMPLE_CATALOG
+from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_DIR, independent
 
-CAT = load_catalog(EXAMPLE_CATALOG)
+# One environment's policies; the promotion order has tests of its own (tests/test_promotion.py).
+CAT = parse_catalog(independent(EXAMPLE_CATALOG.read_text()), "releasebot.yaml", EXAMPLE_DIR)
 PATH = "production/fraud-detector/inferenceservice.yaml"
 
 

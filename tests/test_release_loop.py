@@ -37,6 +37,7 @@ environments:
     alias: champion
     namespace: models-staging
     writeBack: branch
+    promotion: independent  # these tests are about one environment's loop; the order has its own
 models:
   - name: fraud
     registeredModel: {registered}
@@ -383,7 +384,7 @@ def test_main_moving_during_a_reconcile_is_replanned_not_overwritten(world: Worl
 
     v1 = world.version(0.9)
     world.alias("candidate", v1)
-    original, calls = bot.reconcile.make_plan, []
+    original, calls = bot.reconcile.observe_plan, []
 
     def racing(*args, **kwargs):
         planned = original(*args, **kwargs)
@@ -397,7 +398,7 @@ def test_main_moving_during_a_reconcile_is_replanned_not_overwritten(world: Worl
         calls.append(1)
         return planned
 
-    monkeypatch.setattr(bot.reconcile, "make_plan", racing)
+    monkeypatch.setattr(bot.reconcile, "observe_plan", racing)
     result = world.reconcile()
     assert result.code == 0, result.err
     assert len(calls) == 2  # the rejected push led to a fresh plan

@@ -36,7 +36,7 @@ from bot.plan.types import (
 )
 from bot.registry import ModelState, RegistrySnapshot, Version
 from bot.validate import check_manifest
-from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_DIR
+from tests.conftest import EXAMPLE_CATALOG, EXAMPLE_DIR, independent
 
 PATH = "production/fraud-detector/inferenceservice.yaml"
 KEY = Key("production", "fraud-detector", "release")
@@ -55,7 +55,7 @@ def catalog(standard: bool = False):
             "  kserveDeploymentMode: Serverless\n", '  kserveDeploymentMode: Standard\n  kserveVersion: "0.20"\n'
         )
         text = text.replace("    scaleToZero: true\n", "").replace("      min: 0\n", "      min: 1\n")
-    return parse_catalog(text + PROMETHEUS, "releasebot.yaml", EXAMPLE_DIR)
+    return parse_catalog(independent(text) + PROMETHEUS, "releasebot.yaml", EXAMPLE_DIR)
 
 
 def version(v: str) -> Version:

@@ -54,8 +54,10 @@ def test_the_bot_has_its_own_least_privilege_argo_cd_project() -> None:
     assert kinds == {
         ("", "ServiceAccount"),
         ("", "Service"),
+        ("", "ConfigMap"),  # the Grafana dashboard
         ("apps", "Deployment"),
         ("monitoring.coreos.com", "ServiceMonitor"),
+        ("monitoring.coreos.com", "PrometheusRule"),
         ("rbac.authorization.k8s.io", "Role"),
         ("rbac.authorization.k8s.io", "RoleBinding"),
     }
@@ -65,13 +67,14 @@ def test_the_bot_has_its_own_least_privilege_argo_cd_project() -> None:
     assert ("apps", "Deployment") not in {(k["group"], k["kind"]) for k in models["spec"]["namespaceResourceWhitelist"]}
 
 
-def test_service_monitor_scrapes_metrics_and_its_schema_is_labelled_local() -> None:
+def test_service_monitor_scrapes_metrics_and_is_checked_against_the_operators_crd() -> None:
     monitor = doc("releasebot/servicemonitor.yaml")
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert check_manifest("releasebot/servicemonitor.yaml", monitor) == []
     monitor["spec"]["endpoints"][0]["interval"] = "often"
     monitor["spec"]["endpoints"][0]["portt"] = "http"
     problems = check_manifest("releasebot/servicemonitor.yaml", monitor)
-    assert {p.rule for p in problems} == {"local-schema"}
+    assert {p.rule for p in problems} == {"crd"}
     assert {p.path for p in problems} == {"$.spec.endpoints[0].interval", "$.spec.endpoints[0].portt"}
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -326,3 +328,97 @@ def test_a_status_on_main_brings_waiting_walks_forward(h: Harness) -> None:
     response = h.github("status", payload, delivery="d-2")
     assert response.status_code == 202 and response.json()["note"].endswith("walks look again")
     assert h.settle() == ["fraud-detector"]
+
+
+def test_a_merge_group_is_validated_at_the_groups_head(h: Harness) -> None:
+    payload = recorded("merge_group_checks_requested.payload.json")
+    group = payload["merge_group"]
+    # The queue's temporary branch for main; head_sha is the commit to check, not head_commit.id.
+    assert group["base_ref"] == "refs/heads/main" and group["head_sha"] != group["head_commit"]["id"]
+    response = h.github("merge_group", payload)
+    assert response.status_code == 202 and response.json()["queued"] == [f"validate {group['head_sha'][:12]}"]
+    branch = group["head_ref"].removeprefix("refs/heads/")
+    assert branch.startswith("gh-readonly-queue/main/pr-104-")
+    assert h.settle() == [("validate", group["head_sha"], branch, None)]
+    group["base_ref"] = "refs/heads/release-1"  # a queue into another branch: not ours to check
+    assert h.github("merge_group", payload, delivery="d-2").json()["queued"] == []
+    destroyed = payload | {"action": "destroyed"}  # the group merged or left the queue: nothing to check
+    assert h.github("merge_group", destroyed, delivery="d-3").json()["queued"] == []
+
+
+# --- the status page ------------------------------------------------------------------------
+
+
+class StatusWorker(RecordingWorker):
+    """Leaves status rows behind each reconcile, as the service does (a message that is
+    someone's text, and a failure)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict = {}
+
+    def reconcile(self, model: str) -> None:
+        from bot import status
+
+        super().reconcile(model)
+        at = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+        said = status.Reconciled(at, "error", "catalog says <script>alert(1)</script>")
+        self.rows[model] = tuple(
+            status.Row(e.name, model, e.alias, serving="3", reconciled=said, observed_at=at)
+            for e in CAT.environments
+            if model in {m.name for m in CAT.models_in(e)}
+        )
+
+    def take_status(self) -> dict:
+        taken, self.rows = self.rows, {}
+        return taken
+
+
+def page_keys(text: str) -> list[tuple[str, str]]:
+    return re.findall(r'<tr class="[^"]*" data-environment="([^"]+)" data-model="([^"]+)">', text)
+
+
+def test_the_status_page_before_any_pass_lists_every_key_and_says_no_reconcile_yet(h: Harness) -> None:
+    response = h.client.get("/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "script-src" not in response.headers["content-security-policy"]  # default-src 'none' forbids scripts
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert page_keys(response.text) == [(e.name, m.name) for e in CAT.environments for m in CAT.models_in(e)]
+    assert response.text.count("no reconcile yet") >= len(page_keys(response.text))
+
+
+def test_the_status_page_shows_the_rows_a_pass_left_with_user_text_escaped() -> None:
+    worker = StatusWorker()
+    receiver = Receiver(Settings(GH_SECRET, ML_SECRET, resync_seconds=3600), LocalWork(worker, lambda: CAT))
+    with TestClient(create_app(receiver)) as client:
+        body = json.dumps(ALIAS_MOVED).encode()
+        ts = "1800000000"
+        receiver.clock = lambda: 1_800_000_000.0
+        headers = {
+            "X-MLflow-Delivery-Id": "m-1",
+            "X-MLflow-Timestamp": ts,
+            "X-MLflow-Signature": sign_mlflow(ML_SECRET, "m-1", ts, body),
+        }
+        assert client.post("/webhooks/mlflow", content=body, headers=headers).status_code == 202
+        assert receiver.queue.join_idle(10)
+        text = client.get("/").text
+    fraud = text.split('data-model="fraud-detector">')[1].split("</tr>")[0]
+    assert "reconcile failed" in fraud and "&lt;script&gt;alert(1)&lt;/script&gt;" in fraud and "<script" not in text
+    other = text.split('data-model="credit-risk">')[1].split("</tr>")[0]
+    assert "no reconcile yet" in other
+
+
+def test_the_status_page_is_never_a_5xx() -> None:
+    class Starting(LocalWork):
+        def catalog(self):
+            raise RuntimeError("the worker process is starting")
+
+    class Broken(LocalWork):
+        def status(self):
+            raise RuntimeError("rows unreadable")
+
+    for work, said in ((Starting, "not ready: the worker process is starting"), (Broken, "could not be built")):
+        receiver = Receiver(Settings(GH_SECRET, ML_SECRET, resync_seconds=3600), work(RecordingWorker(), lambda: CAT))
+        with TestClient(create_app(receiver)) as client:
+            response = client.get("/")
+        assert response.status_code == 200 and said in response.text

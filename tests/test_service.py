@@ -3,17 +3,24 @@ run, with a real MLflow server, a real environments repo and GitHub mocked to it
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
 from bot.errors import InvalidInput
 from bot.intake import CheckRequest, CommandRequest
 from bot.metrics import Metrics
 from bot.serve import build_receiver, load_config
+from bot.server import Receiver, Settings, create_app
 from bot.service import Service
+from bot.work import LocalWork
 from tests.github_api import GitHubMock, check_run, example, permission, pull_request
 from tests.test_release_loop import World, git
+from tests.test_server import GH_SECRET, ML_SECRET, recorded
 
 REPO = {"owner": "acme", "repo": "envs"}
 STAGING_RELEASE = "releasebot/staging/fraud/release"
@@ -45,6 +52,21 @@ def replied(gh: GitHubMock, number: int, replies: list[str]) -> None:
         201,
         example("issue-comment"),
         check_request=lambda headers, body: replies.append(body["body"]),
+    )
+
+
+def validate_check(gh: GitHubMock, sha: str, run_id: int, conclusion: str, sent: list[dict]) -> None:
+    """GitHub's side of one releasebot/validate check on ``sha``: none there yet, one created, then
+    concluded; what releasebot sends for both goes in ``sent``."""
+    listed = {"total_count": 0, "check_runs": []}
+    gh.add("checks/list-for-ref", {**REPO, "ref": sha}, 200, listed, query={"check_name": "releasebot/validate"})
+    gh.add("checks/create", REPO, 201, check_run(run_id, sha), check_request=lambda h, b: sent.append(b))
+    gh.add(
+        "checks/update",
+        {**REPO, "check_run_id": run_id},
+        200,
+        check_run(run_id, sha, "completed", conclusion),
+        check_request=lambda h, b: sent.append(b),
     )
 
 
@@ -130,21 +152,7 @@ def test_the_validate_check_run_annotates_file_and_line(world: World) -> None:
     sent: list[dict] = []
     with GitHubMock() as gh:
         gh.passthru(world.url)
-        gh.add(
-            "checks/list-for-ref",
-            {**REPO, "ref": sha},
-            200,
-            {"total_count": 0, "check_runs": []},
-            query={"check_name": "releasebot/validate"},
-        )
-        gh.add("checks/create", REPO, 201, check_run(41, sha), check_request=lambda h, b: sent.append(b))
-        gh.add(
-            "checks/update",
-            {**REPO, "check_run_id": 41},
-            200,
-            check_run(41, sha, "completed", "failure"),
-            check_request=lambda h, b: sent.append(b),
-        )
+        validate_check(gh, sha, 41, "failure", sent)
         metrics = Metrics()
         service(world, metrics).validate(CheckRequest(sha, "tune", 12))
     assert sent[0] == {"name": "releasebot/validate", "head_sha": sha, "status": "in_progress"}
@@ -187,3 +195,39 @@ def test_config_file_environment_and_refusals(tmp_path: Path) -> None:
     assert str(err.value.problems[0]).startswith(f"{file}:2: $.RELEASEBOT_GITHUB_WEBHOOK_SECRT: unknown setting")
     with pytest.raises(Exception, match="RELEASEBOT_GITHUB_WEBHOOK_SECRET and RELEASEBOT_MLFLOW_WEBHOOK_SECRET"):
         build_receiver({"RELEASEBOT_GITHUB_WEBHOOK_SECRET": "x"})
+
+
+def test_a_signed_merge_group_delivery_reports_releasebot_validate_on_the_groups_head(world: World) -> None:
+    # The merge queue's group head: main merged with a person's pull request, on the queue's branch.
+    clone = world.tmp / "queue"
+    git(world.tmp, "clone", "--quiet", str(world.remote), str(clone))
+    main = git(clone, "rev-parse", "HEAD").strip()
+    git(clone, "checkout", "-q", "-b", "tune")
+    (clone / "notes.md").write_text("why we tune\n")
+    git(clone, "add", "notes.md")
+    git(clone, "-c", "user.name=P", "-c", "user.email=p@example.com", "commit", "-qm", "tune")
+    branch = f"gh-readonly-queue/main/pr-4-{main}"
+    git(clone, "checkout", "-q", "-b", branch, "main")
+    git(
+        clone, "-c", "user.name=Q", "-c", "user.email=q@example.com", "merge", "-q", "--no-ff", "-m", "Merge #4", "tune"
+    )
+    git(clone, "push", "-q", "origin", branch)
+    head = git(clone, "rev-parse", "HEAD").strip()
+    payload = recorded("merge_group_checks_requested.payload.json")
+    payload["merge_group"].update(head_sha=head, head_ref=f"refs/heads/{branch}", base_ref="refs/heads/main")
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(GH_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    svc = service(world)
+    receiver = Receiver(Settings(GH_SECRET, ML_SECRET, resync_seconds=3600), LocalWork(svc, svc.catalog))
+    sent: list[dict] = []
+    with GitHubMock() as gh, TestClient(create_app(receiver)) as client:
+        gh.passthru(world.url)
+        validate_check(gh, head, 43, "success", sent)
+        headers = {"X-GitHub-Event": "merge_group", "X-GitHub-Delivery": "q-1", "X-Hub-Signature-256": signature}
+        response = client.post("/webhooks/github", content=body, headers=headers)
+        assert response.status_code == 202 and response.json()["queued"] == [f"validate {head[:12]}"]
+        assert receiver.queue.join_idle(60)
+    assert sent[0] == {"name": "releasebot/validate", "head_sha": head, "status": "in_progress"}
+    assert (sent[1]["status"], sent[1]["conclusion"]) == ("completed", "success")
+    assert f"at {head[:12]}" in sent[1]["output"]["summary"]

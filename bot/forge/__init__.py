@@ -1,10 +1,12 @@
 """Where a planned change goes once its branch is pushed: one module per forge.
 
-A forge has five verbs. ``propose`` makes the pushed branch reviewable (a pull request on GitHub;
+A forge has eight verbs. ``propose`` makes the pushed branch reviewable (a pull request on GitHub;
 nothing more on a plain git remote) and ``withdraw`` retracts a branch whose change is no longer
-wanted; ``note`` tells reviewers something once; ``alert`` keeps one issue per drift alert key
-up to date; ``verdict`` reports a walk step's analysis. All must be idempotent: the reconciler
-may call them again for the same key.
+wanted; ``note`` tells reviewers something once; ``alert`` keeps one issue per alert key (drift,
+or a quality gate's tracking issue) up to date; ``verdict`` reports a walk step's analysis and
+``quality`` the quality gate's evidence on a proposed head; ``merge_when_ready`` hands a proposed
+head to the forge's auto-merge; ``deployment`` records a walk step as a deployment. All must be
+idempotent: the reconciler may call them again for the same key.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from bot.plan import Alert, Change, Close, Key
+from bot.plan.types import Deployment
 
 if TYPE_CHECKING:
     from bot.metrics import Metrics
@@ -42,6 +45,19 @@ class Forge(Protocol):
 
     def verdict(self, change: Change) -> str | None:
         """Report the analysis a walk step rests on, once; None when nothing was reported."""
+        ...
+
+    def quality(self, change: Change, head: str) -> str | None:
+        """Report ``change.gate`` on the proposed ``head``, once; None when nothing was reported."""
+        ...
+
+    def merge_when_ready(self, change: Change, head: str) -> str | None:
+        """Have the proposal of ``change`` at ``head`` merged once the forge's rules allow; say what
+        was done or what it waits for; None when there is nothing to do."""
+        ...
+
+    def deployment(self, d: Deployment) -> str | None:
+        """Make the forge record walk step ``d`` in its state; None when it already did."""
         ...
 
 

@@ -1,12 +1,14 @@
 """A plain git remote as a forge: the pushed branch is the proposal; withdrawing deletes it.
 
 This is the ``branch`` write-back mode, and works with any git remote (a local path, SSH, HTTPS).
-Review happens however the team reviews branches; merging is a person's ``git merge``.
+Review happens however the team reviews branches; merging is a person's ``git merge``. There are
+no checks, auto-merge or deployments on a plain remote: those verbs say so, or nothing.
 """
 
 from __future__ import annotations
 
 from bot.plan import Alert, Change, Close, Key
+from bot.plan.types import Deployment
 from bot.repo import EnvRepo
 
 
@@ -33,3 +35,16 @@ class GitForge:
         if change.verdict is None:
             return None
         return f"analysis {'passed' if change.verdict.passed else 'failed'} for {change.key.branch}"
+
+    def quality(self, change: Change, head: str) -> str | None:
+        # No checks here either: the gate's evidence is in the change's body.
+        if change.gate is None:
+            return None
+        return f"quality gate {'passed' if change.gate.passed else 'failed'} for {change.key.branch} at {head[:12]}"
+
+    def merge_when_ready(self, change: Change, head: str) -> str | None:
+        # Nothing merges a plain branch but a person: say so rather than pretend.
+        return f"{change.key.branch} at {head[:12]} waits for a person's merge (no auto-merge on a plain git remote)"
+
+    def deployment(self, d: Deployment) -> str | None:
+        return None  # a plain remote has no deployments; the walk's state is in Git already

@@ -5,22 +5,29 @@
 * ``propose``: look the pull request up by head branch first; create it if there is none (GitHub's
   422 "A pull request already exists" counts as success: someone else, perhaps another replica,
   created it a moment ago); otherwise edit title and body when the fingerprint in the body
-  changed (a newer alias move), and do nothing when it did not. Labels go on at creation.
+  changed (a newer alias move), and do nothing when it did not. Labels go on, and the change's
+  reviewers are asked, at creation only: a person who removed a reviewer is not overruled.
 * ``withdraw``: comment why, close the pull request, delete the branch (by git, like the push).
 * ``note``: say something on the pull request once (a hidden marker keeps it from repeating).
-* ``alert``: one issue per (environment, model), found again by a hidden marker among the issues
-  labelled ``releasebot``: created while drift holds, its body updated when a newer drift run
-  still drifts, reopened only for a new run (a person's close stands for the run they saw), and
-  closed with a comment once a check finds no drift. Two replicas that both found none and both
-  opened one look again: the newer is closed as a duplicate of the older.
+* ``alert``: one issue per alert key (a drift alert, or a quality gate's tracking issue: the key's
+  kind is in the marker), found again by a hidden marker among the issues labelled
+  ``releasebot`` (a label every alert issue gets for that reason): created while the alert holds,
+  its body updated when a newer run still raises it, reopened only for a new run (a person's
+  close stands for the run they saw), and closed with a comment once it is resolved. Two
+  replicas that both found none and both opened one look again: the newer is closed as a
+  duplicate of the older.
+* ``verdict`` and ``quality``: a walk step's analysis (``releasebot/rollout``) and the quality
+  gate's evidence (``releasebot/quality``) as check runs, once each (an ``external_id`` says which).
+* ``merge_when_ready`` (:mod:`bot.forge.merging`) and ``deployment``
+  (:mod:`bot.forge.deployments`): GitHub auto-merge, and walk steps as GitHub deployments.
 
 Beyond the forge verbs, ``releasebot serve`` uses a few GitHub-only calls: a commenter's
 permission, a reply comment, a pull request's head, and the ``releasebot/validate`` check run.
 Every operation is counted in :class:`bot.metrics.Metrics` when one is given, with the rate
 limit GitHub reported on its last answer.
 
-Reviewers come from the environments repo's generated CODEOWNERS, so branch protection asks the
-right people without an extra call per pull request.
+Reviewers also come from the environments repo's generated CODEOWNERS, which branch protection
+can require; asking the catalog's reviewers on the pull request notifies them either way.
 
 Transient failures (5xx, 429, a primary or secondary rate limit, no answer) are retried here, with
 ``stamina``, not by PyGithub's ``GithubRetry``: one policy for every call, bounded in attempts and
@@ -50,15 +57,18 @@ from github.CheckRun import CheckRun
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
-from bot import prbody
+from bot import prbody, settings
 from bot.errors import PermanentUpstreamError, TransientUpstreamError
 from bot.metrics import Metrics
 from bot.plan import Alert, Change, Close, Key
+from bot.plan import gate as gates
+from bot.plan.types import Deployment
 from bot.repo import EnvRepo
 
-API = "https://api.github.com"
+API = settings.GITHUB_API
 CHECK_NAME = "releasebot/validate"
 ROLLOUT_CHECK = "releasebot/rollout"
+QUALITY_CHECK = "releasebot/quality"
 MAX_ANNOTATIONS = 50  # GitHub takes at most 50 annotations per check run request
 REFRESH_BEFORE = timedelta(minutes=5)
 _NOTE_MARKER = "<!-- releasebot:note={} -->"
@@ -132,19 +142,19 @@ def forge_from_env(
     repo: EnvRepo, repo_url: str, base: str, env: dict[str, str], metrics: Metrics | None = None
 ) -> GitHubForge | None:
     """The GitHub forge configured by RELEASEBOT_GITHUB_* variables, or None when there are none."""
-    token = env.get("RELEASEBOT_GITHUB_TOKEN")
-    app_id = env.get("RELEASEBOT_GITHUB_APP_ID")
+    token = settings.GITHUB_TOKEN.get(env)
+    app_id = settings.GITHUB_APP_ID.get(env)
     if not token and not app_id:
         return None
     key = None
     if app_id:
-        key_file = env.get("RELEASEBOT_GITHUB_PRIVATE_KEY_FILE")
+        key_file = settings.GITHUB_PRIVATE_KEY_FILE.get(env)
         if not key_file:
-            raise PermanentUpstreamError("RELEASEBOT_GITHUB_APP_ID needs RELEASEBOT_GITHUB_PRIVATE_KEY_FILE")
+            raise PermanentUpstreamError(f"{settings.GITHUB_APP_ID.name} needs {settings.GITHUB_PRIVATE_KEY_FILE.name}")
         key = Path(key_file).read_text()
-    installation = env.get("RELEASEBOT_GITHUB_INSTALLATION_ID")
-    base_url = env.get("RELEASEBOT_GITHUB_API_URL", API)
-    tokens = TokenSource(token, app_id, key, int(installation) if installation else None, base_url)
+    installation = settings.GITHUB_INSTALLATION_ID.integer(env)
+    base_url = settings.GITHUB_API_URL.get(env) or API
+    tokens = TokenSource(token, app_id, key, installation, base_url)
     full_name = repo_full_name(repo_url)
     tokens.find_installation(full_name)
     return GitHubForge(repo, full_name, tokens, base=base, base_url=base_url, metrics=metrics)
@@ -187,6 +197,7 @@ class GitHubForge:
         self.full_name = full_name
         self.tokens = tokens
         self.base = base
+        self.base_url = base_url
         # PyGithub's own pacing between requests keeps us clear of secondary rate limits.
         pacing: dict[str, Any] = {} if throttle else {"seconds_between_requests": None, "seconds_between_writes": None}
         # retry=None: the retries are ours (see the module docstring); ``retries`` is the count.
@@ -271,10 +282,12 @@ class GitHubForge:
                     raise
             else:
                 self._counted_pr("opened")
+                created = pr
                 if change.labels:
-                    created = pr
                     self._call(f"label #{pr.number}", lambda: created.add_to_labels(*change.labels))
-                return f"opened pull request #{pr.number} ({pr.html_url})"
+                from bot.forge.merging import ask_reviewers  # it builds on this module
+
+                return f"opened pull request #{pr.number} ({pr.html_url})" + ask_reviewers(self, created, change)
         if prbody.fingerprint_in(pr.body) == change.fingerprint and pr.title == title:
             return f"pull request #{pr.number} is up to date"
         found = pr
@@ -310,7 +323,7 @@ class GitHubForge:
     def _alert_issues(self, alert: Alert) -> list[Any]:
         """The issues carrying ``alert``'s marker, newest first, open or closed."""
         return self._call(
-            "look up drift alert issues",
+            f"look up {_issue_kind(alert)}s",
             lambda: [
                 i
                 for i in self._repo.get_issues(state="all", labels=["releasebot"], sort="created", direction="desc")
@@ -325,7 +338,7 @@ class GitHubForge:
         one. Look again; the oldest open issue with the marker (the lowest number) is the one
         kept, and ours, when newer, is closed as its duplicate. Each replica closes only its
         own, so they never both close the same one, and whichever looks last sees both."""
-        said = f"opened drift alert issue #{created.number} ({created.html_url})"
+        said = f"opened {_issue_kind(alert)} #{created.number} ({created.html_url})"
         numbers = {i.number for i in self._alert_issues(alert) if i.state == "open"} | {created.number}
         kept = min(numbers)
         if kept == created.number:
@@ -352,11 +365,14 @@ class GitHubForge:
                 lambda: open_issue.create_comment(f"Resolved: {prbody.clean(alert.body)}"),
             )
             self._call(f"close #{issue.number}", lambda: open_issue.edit(state="closed", state_reason="completed"))
-            return f"closed drift alert issue #{issue.number}: {alert.title}"
+            return f"closed {_issue_kind(alert)} #{issue.number}: {alert.title}"
         if issue is None:
             created = self._call(
-                "open a drift alert issue",
-                lambda: self._repo.create_issue(title=title, body=body, labels=list(alert.labels)),
+                f"open a {_issue_kind(alert)}",
+                # Found again by this label: an alert whose labels lack it would be opened anew every pass.
+                lambda: self._repo.create_issue(
+                    title=title, body=body, labels=list(dict.fromkeys(("releasebot", *alert.labels)))
+                ),
             )
             return self._one_alert(alert, created)
         same_run = prbody.fingerprint_in(issue.body) == alert.fingerprint
@@ -365,12 +381,12 @@ class GitHubForge:
                 return None  # a person closed it having seen this run; a new run reopens it
             reopened = issue
             self._call(f"reopen #{issue.number}", lambda: reopened.edit(state="open", title=title, body=body))
-            return f"reopened drift alert issue #{issue.number} ({issue.html_url})"
+            return f"reopened {_issue_kind(alert)} #{issue.number} ({issue.html_url})"
         if same_run and issue.title == title:
             return None
         current = issue
         self._call(f"update #{issue.number}", lambda: current.edit(title=title, body=body))
-        return f"updated drift alert issue #{issue.number} ({issue.html_url})"
+        return f"updated {_issue_kind(alert)} #{issue.number} ({issue.html_url})"
 
     # -- GitHub-only calls for the webhook receiver -------------------------------------------
 
@@ -404,6 +420,51 @@ class GitHubForge:
             ),
         )
         return f"reported {ROLLOUT_CHECK} ({'success' if verdict.passed else 'failure'}) on {sha[:12]}"
+
+    def quality(self, change: Change, head: str) -> str | None:
+        """Report the quality gate's verdict on the proposed head as the ``releasebot/quality``
+        check run, with its evidence as a table: once per head and version (an ``external_id``
+        says which), so a pass that finds it there writes nothing."""
+        gate = change.gate
+        if gate is None:
+            return None
+        key = change.key
+        external_id = f"{key.environment}/{key.model}/v{gate.version}/{'passed' if gate.passed else 'failed'}"[:200]
+        commit = self._repo.get_commit(head)  # lazy: no request of its own
+        runs = self._call(
+            f"list {QUALITY_CHECK} on {head[:12]}", lambda: list(commit.get_check_runs(check_name=QUALITY_CHECK))
+        )
+        if any(r.external_id == external_id for r in runs):
+            return None
+        conclusion = "success" if gate.passed else "failure"
+        title = prbody.title(f"{key.environment}/{key.model} v{gate.version}: {gate.summary}")
+        self._call(
+            f"report {QUALITY_CHECK} on {head[:12]}",
+            lambda: self._repo.create_check_run(
+                name=QUALITY_CHECK,
+                head_sha=head,
+                status="completed",
+                conclusion=conclusion,
+                external_id=external_id,
+                output={
+                    "title": title,
+                    "summary": prbody.truncate(f"{prbody.clean(gate.summary)}\n\n{gates.table(gate)}", 65_000),
+                },
+            ),
+        )
+        return f"reported {QUALITY_CHECK} ({conclusion}) on {head[:12]}"
+
+    # Auto-merge and deployments live in modules of their own, which build on this one.
+
+    def merge_when_ready(self, change: Change, head: str) -> str | None:
+        from bot.forge.merging import merge_when_ready
+
+        return merge_when_ready(self, change, head)
+
+    def deployment(self, d: Deployment) -> str | None:
+        from bot.forge.deployments import deployment
+
+        return deployment(self, d)
 
     def permission(self, user: str) -> str:
         """``admin``, ``write``, ``read`` or ``none``: the user's permission on the repository."""
@@ -463,6 +524,10 @@ class GitHubForge:
                 self._call(f"annotate {CHECK_NAME}", lambda o=output: run.edit(output=o))
 
 
+def _issue_kind(alert: Alert) -> str:
+    return "drift alert issue" if alert.key.kind == "alert" else f"{alert.key.kind} gate issue"
+
+
 def _backoff(exc: Exception) -> bool | float:
     """stamina's hook: whether to retry ``exc``, and after how long when GitHub said so."""
     if not isinstance(exc, TransientUpstreamError):
@@ -487,15 +552,21 @@ def _asked_wait(headers: Mapping[str, str] | None) -> float | None:
     return None
 
 
-def _error(what: str, exc: GithubException) -> Exception:
+def detail(exc: GithubException) -> str:
+    """What GitHub said, in one line: the REST ``message`` and each error's, or GraphQL's errors."""
     data = exc.data if isinstance(exc.data, dict) else {}
-    detail = "; ".join(
-        [str(data.get("message", ""))] + [str(e.get("message", e)) for e in data.get("errors", []) if e]
-    ).strip("; ")
-    text = f"GitHub {exc.status}: {what}: {prbody.redact(detail)[:300] or 'no detail'}"
+    errors = data.get("errors") if isinstance(data.get("errors"), list) else []
+    messages = [str(e.get("message", e) if isinstance(e, dict) else e) for e in errors if e]
+    said = "; ".join([str(data.get("message", "")), *messages]).strip("; ")
+    return prbody.redact(said)[:300]
+
+
+def _error(what: str, exc: GithubException) -> Exception:
+    said = detail(exc)
+    text = f"GitHub {exc.status}: {what}: {said or 'no detail'}"
     wait = _asked_wait(exc.headers)
     # GitHub says "rate limited" with 429, or with 403 and either the headers or the message.
-    limited = exc.status == 403 and (wait is not None or "rate limit" in detail.lower())
+    limited = exc.status == 403 and (wait is not None or "rate limit" in said.lower())
     if exc.status in (429, 500, 502, 503, 504) or limited:
         return TransientUpstreamError(text, delay=wait)
     return PermanentUpstreamError(text)

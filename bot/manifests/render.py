@@ -34,6 +34,9 @@ _BEGIN, _END = "# BEGIN releasebot (generated from releasebot.yaml; edit outside
 
 WORKFLOW_OWNED = [
     Owned(("on", "push", "branches")),
+    # A merge queue waits for the checks it requires on each group's head; repositories made
+    # before the trigger existed get it on their next render.
+    Owned(("on", "merge_group")),
     Owned(("jobs", "validate", "container", "image")),
     # Older repositories installed an unpublished package here; the image replaces that step.
     Owned(("jobs", "validate", "steps", Sel("name", "Install releasebot"))),
@@ -234,7 +237,10 @@ GENERATED_NAMES = frozenset(
         "nodepool.yaml",
         "nodepool-gpu.yaml",
         "ec2nodeclass.yaml",
-        "servicemonitor.yaml",  # releasebot/'s only optional file
+        # releasebot/'s optional files
+        "servicemonitor.yaml",
+        "prometheusrule.yaml",
+        "grafana-dashboard.yaml",
         namespaces.FILE,  # at <env>/namespace.yaml
     }
 )

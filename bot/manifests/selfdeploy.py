@@ -1,6 +1,7 @@
 """releasebot's own deployment: ``releasebot/`` (ServiceAccount, its read-only RBAC, Deployment,
-Service, and a ServiceMonitor unless ``bot.serviceMonitor: false``) and the Argo CD project and
-Application that sync it, so the bot is deployed by Argo CD like the models it releases.
+Service, a ServiceMonitor unless ``bot.serviceMonitor: false``, and the alerts and dashboard of
+:mod:`bot.manifests.monitoring`) and the Argo CD project and Application that sync it, so the bot
+is deployed by Argo CD like the models it releases.
 
 The RBAC is exactly what :mod:`bot.cluster` reads: get/list/watch on InferenceServices
 cluster-wide (a ClusterRole; environments span namespaces) and on Argo CD Applications in Argo
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import settings
 from bot.blueprints import BlueprintSet
 from bot.catalog import Catalog
-from bot.manifests import argocd
+from bot.manifests import argocd, monitoring
 from bot.manifests.ownership import Owned, Sel
 
 FOLDER = "releasebot"
@@ -28,7 +30,7 @@ DEPLOYMENT_OWNED = [
     *_PLACED,
     Owned(("spec", "replicas")),
     Owned((*_CONTAINER, "image")),
-    Owned((*_CONTAINER, "env", Sel("name", "RELEASEBOT_REPO"), "value")),
+    Owned((*_CONTAINER, "env", Sel("name", settings.REPO.name), "value")),
     Owned((*_CONTAINER, "env", Sel("name", "MLFLOW_TRACKING_URI"), "value")),
     Owned((*_CONTAINER, "envFrom")),
     Owned(("spec", "template", "spec", "volumes", Sel("name", "github-app"), "secret", "secretName")),
@@ -64,6 +66,7 @@ def _values(cat: Catalog) -> dict[str, Any]:
         "bot.replicas": cat.bot_replicas,
         "registry.trackingUri": cat.tracking_uri,
         "cluster.server": cat.cluster_server,
+        "monitoring.labels": monitoring.labels(cat),
     }
 
 
@@ -83,5 +86,7 @@ def files(cat: Catalog, bp: BlueprintSet) -> list[tuple[str, Any, list[Owned]]]:
         (f"{FOLDER}/service.yaml", bp.render("releasebot/service.yaml", values), _PLACED),
     ]
     if cat.bot_service_monitor:
-        out.append((f"{FOLDER}/servicemonitor.yaml", bp.render("releasebot/servicemonitor.yaml", values), _PLACED))
+        monitor = bp.render("releasebot/servicemonitor.yaml", values)
+        out.append((f"{FOLDER}/servicemonitor.yaml", monitor, monitoring.LABELLED_OWNED))
+    out += [(f"{FOLDER}/{name}", doc, owned) for name, doc, owned in monitoring.files(cat, bp, values)]
     return out

@@ -16,7 +16,10 @@ facts (running canaries) are worked out once per environment, and only when a ch
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.catalog import Catalog
+from bot.plan.between import Found, finish
 from bot.plan.capacity import Canaries, _plan_capacity, attach_capacity, canary_edit
 from bot.plan.drift import _plan_alert, _plan_retrain
 from bot.plan.facts import served
@@ -99,7 +102,7 @@ def plan(
     is what walks under way see beyond Git (the cluster, verdicts, the clock); without it they
     wait, and every other policy plans as before."""
     changes: list[Change] = []
-    walks: list[Walk] = []
+    found = Found()
     closes: list[Close] = []
     notes: list[Note] = []
     alerts: list[Alert] = []
@@ -116,7 +119,7 @@ def plan(
         if env is not None and e.name != env:
             continue
         for m in models_to_plan(cat, e, model):
-            c, x, n = _plan_release(cat, e, m, registry, repo, look, walks)
+            c, x, n = _plan_release(cat, e, m, registry, repo, look, found)
             add(
                 (
                     [attach_capacity(cat, change, repo, canaries) if change.held is None else change for change in c],
@@ -135,14 +138,25 @@ def plan(
             key = key_of_branch(name)
             if key is not None and (env is None or key.environment == env) and not _in_catalog(cat, key):
                 add(_moot(key, branch, f"{key.model} in {key.environment} is no longer in the catalog"))
-    return Plan(
-        tuple(sorted(changes, key=lambda c: c.key)),
+    out = Plan(
+        tuple(sorted((_asks(cat, c) for c in changes), key=lambda c: c.key)),
         tuple(closes),
         tuple(notes),
         tuple(alerts),
-        tuple(sorted(walks, key=lambda w: w.key)),
-        tuple(sorted(held, key=lambda c: c.key)),
+        tuple(sorted(found.walks, key=lambda w: w.key)),
+        tuple(sorted((_asks(cat, c) for c in held), key=lambda c: c.key)),
     )
+    return finish(out, registry, cat, found, look)
+
+
+def _asks(cat: Catalog, change: Change) -> Change:
+    """What a change asks of its forge, from its environment: the catalog's reviewers for every
+    pull request, and GitHub's auto-merge for release changes where the environment says so."""
+    env = cat.environment(change.key.environment)
+    auto = env.auto_merge and change.key.kind == "release" and change.write_back == "pull-request"
+    if not (env.reviewer_users or env.reviewer_teams or auto):
+        return change
+    return replace(change, reviewers=env.reviewer_users, team_reviewers=env.reviewer_teams, auto_merge=auto)
 
 
 def key_of_branch(name: str) -> Key | None:

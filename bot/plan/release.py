@@ -8,11 +8,15 @@ registry-owned fields of the manifest are edited.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot import yamlio
 from bot.catalog import Catalog, Environment, Model
 from bot.manifests import cronjobs
 from bot.manifests import inferenceservice as isvc
 from bot.manifests.ownership import Owned, apply_owned, differs, has
+from bot.plan import gate as gates
+from bot.plan.between import Found, admit, promoted
 from bot.plan.facts import plain, served
 from bot.plan.lifecycle import _held, _moot, _noted, _wanted
 from bot.plan.types import (
@@ -25,7 +29,6 @@ from bot.plan.types import (
     RegistrySnapshot,
     RepoState,
     Version,
-    Walk,
     fingerprint,
 )
 from bot.prbody import release_body
@@ -100,7 +103,7 @@ def _plan_release(
     registry: RegistrySnapshot,
     repo: RepoState,
     look: Look | None = None,
-    walks: list[Walk] | None = None,
+    found: Found | None = None,
 ) -> tuple[list[Change], list[Close], list[Note]]:
     key = Key(env.name, model.name, "release")
     path = isvc.path_of(env.name, model.name)
@@ -148,16 +151,28 @@ def _plan_release(
                 error=True,
             )
         )
+    gate = None
+    if not now.pinned and version.version not in (now.version, now.stable):
+        # A version new to this environment: the promotion order and the quality gate first.
+        stopped, gate = admit(cat, env, model, registry, repo, now, version, look, branch, found)
+        if stopped is not None:
+            return stopped
     if env.canary is not None and not now.pinned:
         # With canary steps, a new version walks; the rollout policy builds on this module's
         # edits, so it is imported here rather than at the top.
-        from bot.plan.rollout import plan_walk
+        from bot.plan.rollout import plan_walk, under_way
 
-        walked = plan_walk(cat, env, model, registry, repo, now, version, reason, look)
+        walked = plan_walk(cat, env, model, registry, repo, now, version, reason, look, gate)
         if walked is not None:
-            if walks is not None:
-                walks.append(walked[1])
+            walk = walked[1]
+            if under_way(env, now) and walk.version == now.version and walk.phase not in ("ending", "unobserved"):
+                walk = replace(walk, sha=(repo.landed.get(path) or (None,))[0])  # the step's commit
+            if found is not None:
+                found.walks.append(walk)
             return walked[0]
+        done = promoted(cat, env, model, repo, look, now)
+        if done is not None and found is not None:
+            found.deployments.append(done)
     edits = tuple(
         e
         for e in (release_edit(path, text, version), drift_follow_edit(repo, env.name, model.name, version.version))
@@ -175,6 +190,8 @@ def _plan_release(
     if supersedes:
         title += f" (supersedes v{supersedes})"
     body = release_body(cat, env, model, version, previous_v, now.version, edits, fp, supersedes, key.branch)
+    if gate is not None:
+        body = gates.with_table(body, gate)
     change = Change(
         key=key,
         write_back=env.write_back,
@@ -187,6 +204,7 @@ def _plan_release(
         fingerprint=fp,
         supersedes=supersedes,
         labels=("releasebot", *env.labels),
+        gate=gate,
     )
     return _wanted(change, branch, held)
 

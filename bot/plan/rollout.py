@@ -31,6 +31,7 @@ from bot.catalog import Canary, Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
 from bot.manifests import rollout
 from bot.manifests.ownership import Owned, apply_owned, get
+from bot.plan import gate as gates
 from bot.plan.facts import plain
 from bot.plan.lifecycle import Outcome, _held, _wanted
 from bot.plan.release import _apply_release, drift_follow_edit
@@ -38,6 +39,7 @@ from bot.plan.types import (
     AnalysisRequest,
     Change,
     FileEdit,
+    Gate,
     Key,
     Look,
     Note,
@@ -277,6 +279,7 @@ def plan_walk(
     wanted: Version,
     reason: str,
     look: Look | None,
+    gate: Gate | None = None,
 ) -> tuple[Outcome, Walk] | None:
     """The next change of a walk for (``env``, ``model``), or None when no walk applies (the
     environment has no canary, or this is the first release: there is nothing to compare with)."""
@@ -338,7 +341,9 @@ def plan_walk(
         body = prbody.release_body(cat, env, model, wanted, previous, stable, (edit,), "", None, key.branch)
         body = body.removesuffix("\n" + prbody.MARKER.format(fp=""))
         body += "\n\n" + prbody.walk_plan(canary, cat.kserve_mode)
-        outcome = propose((edit,), title, message, body, wanted)
+        if gate is not None:
+            body += f"\n\n### Quality gate\n\n{gate.summary}.\n\n{gates.table(gate)}"
+        outcome = propose((edit,), title, message, body, wanted, gate=gate)
         return outcome, Walk(key, wanted.version, stable, 0, p, "proposed", title)
 
     # A walk under way, for the version wanted: where does it stand?

@@ -131,6 +131,11 @@ class RepoState:
     # each one, and when it landed there (merged or committed). A step is live once Argo CD
     # deployed that commit.
     landed: Mapping[str, tuple[str, datetime]] = field(default_factory=dict)
+    # The Releasebot-Step trailer of each landed commit above ("2/4", "4/4", "rollback"), when it has one.
+    landed_steps: Mapping[str, str] = field(default_factory=dict)
+    # Promotion order: whether (environment, model, version) ever reached 100% there on main
+    # (a release or a walk's promotion in its history), for the versions a later one waits on.
+    reached: Mapping[tuple[str, str, str], bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,7 @@ class Walk:
     since: datetime | None = None
     next_look: datetime | None = None
     verdict: Verdict | None = None
+    sha: str | None = None  # the main commit that landed the step under way, once it is on main
 
 
 @dataclass(frozen=True)
@@ -427,6 +433,8 @@ class Look:
     now: datetime
     cluster: ClusterSnapshot | None = None
     verdicts: Mapping[AnalysisRequest, Verdict] = field(default_factory=dict)
+    # Main commits already seen deployed, Healthy and soaked (a fact that does not change).
+    settled: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
