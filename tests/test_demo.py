@@ -16,7 +16,9 @@ def test_demo_runs_end_to_end(tmp_path: Path, run_cli, monkeypatch: pytest.Monke
     assert result.code == 0, result.err
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # nothing written beside its folder
     envs = tmp_path / "demo" / "environments"
-    log = subprocess.run(["git", "-C", str(envs), "log", "--format=%s", "main"], capture_output=True, text=True).stdout
+    log = subprocess.run(
+        ["git", "-C", str(envs), "log", "--topo-order", "--format=%s", "main"], capture_output=True, text=True
+    ).stdout
     # Promotion order: dev first; staging's branch once dev serves the version; production's only
     # once a person merged staging's.
     assert log.splitlines() == [
