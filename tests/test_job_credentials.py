@@ -35,7 +35,7 @@ jobs:
 
 def _with_credentials(text: str) -> str:
     text = text.replace("  storageUriMap:\n", CREDENTIALS + "  storageUriMap:\n", 1)
-    text = text.replace("# Environments.", JOBS + "# Environments.", 1)
+    text = text.replace("# Environments, in promotion order", JOBS + "# Environments, in promotion order", 1)
     # One model reads its windows with an account of its own.
     return text.replace("      action: retrain\n", "      action: retrain\n      serviceAccountName: fraud-drift\n", 1)
 

@@ -70,7 +70,7 @@ def test_one_pass_proposes_reports_the_gate_enables_auto_merge_and_records_the_d
     step = Deployment(STAGING, MAIN_STEP, "3", "promoted", 100, "in_progress", "fraud v3 promoted in staging")
     plan = Plan(changes=(pushed,), closes=(), notes=(), held=(held,), deployments=(step,))
     cat = load_catalog(EXAMPLE_CATALOG)
-    monkeypatch.setattr(bot.reconcile, "make_plan", lambda *args: (cat, plan))
+    monkeypatch.setattr(bot.reconcile, "observe_plan", lambda *args: (cat, None, None, plan))
     github = GitHubForge(repo, "acme/envs", TokenSource(token="ghs_test"), throttle=False)
 
     def head() -> str:
@@ -124,7 +124,7 @@ def test_one_pass_proposes_reports_the_gate_enables_auto_merge_and_records_the_d
 def test_a_pass_without_github_configured_skips_the_deployments(repo: EnvRepo, monkeypatch) -> None:
     step = Deployment(STAGING, MAIN_STEP, "3", "promoted", 100, "success", "fraud v3 promoted in staging")
     plan = Plan(changes=(), closes=(), notes=(), deployments=(step,))
-    monkeypatch.setattr(bot.reconcile, "make_plan", lambda *args: (load_catalog(EXAMPLE_CATALOG), plan))
+    monkeypatch.setattr(bot.reconcile, "observe_plan", lambda *args: (load_catalog(EXAMPLE_CATALOG), None, None, plan))
     result = reconcile(repo, lambda cat: None, lambda mode: None)  # type: ignore[arg-type]
     assert result.done == [] and result.skipped == []
 
@@ -135,7 +135,7 @@ def test_github_refusing_auto_merge_is_said_and_the_rest_of_the_pass_goes_on(
     held = release(STAGING, "bbbb", auto_merge=True, held=HELD)
     step = Deployment(STAGING, MAIN_STEP, "3", "promoted", 100, "success", "fraud v3 promoted in staging")
     plan = Plan(changes=(), closes=(), notes=(), held=(held,), deployments=(step,))
-    monkeypatch.setattr(bot.reconcile, "make_plan", lambda *args: (load_catalog(EXAMPLE_CATALOG), plan))
+    monkeypatch.setattr(bot.reconcile, "observe_plan", lambda *args: (load_catalog(EXAMPLE_CATALOG), None, None, plan))
     record_proposed(repo.cache_dir, STAGING.branch, HELD)  # proposed before: no look-up for that
     github = GitHubForge(repo, "acme/envs", TokenSource(token="ghs_test"), throttle=False)
     found = pull_simple(8, STAGING.branch, held.title, held.body)
