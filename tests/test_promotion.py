@@ -337,3 +337,19 @@ def test_each_walk_step_is_a_deployment_that_follows_the_walk() -> None:
     # Once a pass saw it settled, nothing more is reported or observed for it.
     f.settled = frozenset({"live-c3"})
     assert not plan(f.cat, f.registry(), repo, "live", "fraud", f.look()).deployments
+
+
+def test_a_walk_under_way_goes_on_when_the_alias_moves_to_a_version_that_may_not_start() -> None:
+    f = Fleet(
+        CATALOG.replace("    writeBack: pull-request\n", "    writeBack: pull-request\n    promotion: independent\n")
+    )
+    f.aliases = {"candidate": "1", "champion": "2"}
+    start = next(iter(f.plan("live").changes))
+    f.land("live", start.edits[0].new, deployed_after=timedelta(0))
+    f.branches = {"releasebot/live/fraud/release": BotBranch("releasebot/live/fraud/release", "b1", "2", "fp-old")}
+    f.aliases["champion"] = "3"  # v3 regresses accuracy: it may not start in live
+    p = f.plan("live")
+    # v2's canary is not left at 50%: it keeps soaking, and nothing closes its branch.
+    assert not p.closes and [w.phase for w in p.walks] == ["soaking"] and p.walks[0].version == "2"
+    assert any(n.message.endswith("the walk of v2 goes on") and "failed the quality gate" in n.message for n in p.notes)
+    assert [a.key.kind for a in p.alerts] == ["quality"]

@@ -156,6 +156,27 @@ def _plan_release(
         # A version new to this environment: the promotion order and the quality gate first.
         stopped, gate = admit(cat, env, model, registry, repo, now, version, look, branch, found)
         if stopped is not None:
+            walking = _walking(env, now, state)
+            if walking is None:
+                return stopped
+            # A walk under way goes on with the version it walks: a canary is never left halfway
+            # because the alias moved to a version that may not start here (yet). Its branch is
+            # the walk's, so nothing is closed; the notes say why the new version waits.
+            if found is not None and found.walks and found.walks[-1].key == key:
+                found.walks.pop()  # the waiting walk: the one under way is what this key shows
+            held_back = [replace(n, message=f"{n.message}; the walk of v{now.version} goes on") for n in stopped[2]]
+            version, reason, gate = walking, f"the walk of v{walking.version} under way goes on", None
+            if env.canary is not None:
+                from bot.plan.rollout import plan_walk
+
+                walked = plan_walk(cat, env, model, registry, repo, now, version, reason, look)
+                if walked is not None:
+                    walk = walked[1]
+                    if walk.phase not in ("ending", "unobserved"):
+                        walk = replace(walk, sha=(repo.landed.get(path) or (None,))[0])
+                    if found is not None:
+                        found.walks.append(walk)
+                    return walked[0][0], walked[0][1], [*walked[0][2], *held_back]
             return stopped
     if env.canary is not None and not now.pinned:
         # With canary steps, a new version walks; the rollout policy builds on this module's
@@ -207,6 +228,13 @@ def _plan_release(
         gate=gate,
     )
     return _wanted(change, branch, held)
+
+
+def _walking(env: Environment, now, state) -> Version | None:
+    """The version a canary walk on main is walking, when one is under way."""
+    if env.canary is None or now.step is None or now.version is None or state is None:
+        return None
+    return state.versions.get(now.version)
 
 
 def models_to_plan(cat: Catalog, env: Environment, model: str | None) -> tuple[Model, ...]:
