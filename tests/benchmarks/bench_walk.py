@@ -63,7 +63,7 @@ from bot.plan.types import (
     Verdict,
     Version,
 )
-from bot.reconcile import Watch, application_name, make_plan, reconcile
+from bot.reconcile import Watch, make_plan, reconcile
 from bot.repo import EnvRepo, local_or_url
 from bot.validate import check_manifest, validate_repo
 from bot.yamlio import load
@@ -78,6 +78,8 @@ PROMETHEUS = "prometheus:\n  url: http://prometheus.invalid:9090\n"
 PLAIN_PRODUCTION = f"  - name: {ENV}\n    alias: champion\n    namespace: {NAMESPACE}\n    writeBack: commit\n"
 WALKING_PRODUCTION = (
     f"  - name: {ENV}\n    alias: champion\n    namespace: {NAMESPACE}\n    writeBack: pull-request\n"
+    # What one walk costs, alone: the environments before production are not part of it.
+    "    promotion: independent\n"
     "    canary:\n      steps: [10, 50, 100]\n      interval: 1m\n      deadline: 5m\n"
 )
 PROFILE = os.environ.get("RELEASEBOT_BENCH_PROFILE") == "1"
@@ -135,7 +137,9 @@ class StubCluster:
 
     def __init__(self, n: int, walking: str, head: str) -> None:
         resources = {("InferenceService", NAMESPACE, model_name(i)): "Healthy" for i in range(n)}
-        self.app = AppStatus(application_name(ENV), "Synced", head, "Healthy", resources=resources)
+        # The name the ApplicationSet gives it (bot.manifests.argocd.application_name), for the
+        # catalog's default Argo CD project.
+        self.app = AppStatus(f"releasebot-{ENV}", "Synced", head, "Healthy", resources=resources)
         self.head = head
         self.service = IsvcStatus(
             NAMESPACE,
@@ -202,6 +206,15 @@ class StubForge:
         return None
 
     def verdict(self, change: Change) -> None:
+        return None
+
+    def quality(self, change: Change, head: str) -> None:
+        return None
+
+    def merge_when_ready(self, change: Change, head: str) -> None:
+        return None
+
+    def deployment(self, d: object) -> None:
         return None
 
 
