@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,20 @@ def independent(text: str) -> str:
         if line.startswith("    writeBack: "):
             out.append("    promotion: independent\n")
     return "".join(out)
+
+
+def seed_remote(tmp: Path, run_cli, text: str) -> Path:
+    """An environments repo as a team would host it: ``text`` written as ``tmp/catalog``'s
+    releasebot.yaml (beside whatever the test put there), ``releasebot init`` into ``tmp/seed``,
+    and a bare clone of it at ``tmp/envs.git``, which is returned."""
+    catalog = tmp / "catalog" / CATALOG_FILE
+    catalog.parent.mkdir(exist_ok=True)
+    catalog.write_text(text)
+    result = run_cli("init", tmp / "seed", "--catalog", catalog)
+    assert result.code == 0, result.err
+    remote = tmp / "envs.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(tmp / "seed"), str(remote)], check=True)
+    return remote
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

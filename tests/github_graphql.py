@@ -1,7 +1,8 @@
 """GitHub's GraphQL endpoint under ``responses``, checked against GitHub's own schema.
 
 :func:`check` validates a document the bot sends, and its variables, against GitHub's public
-GraphQL schema (``tests/fixtures/github/graphql/schema.graphql``): the document with
+GraphQL schema (``shared/upstream/github-graphql/schema.graphql`` beside the project, read in
+place and pinned by its sha256): the document with
 ``graphql.validate`` (fields, arguments, types), the variables by coercing them to the types the
 document declares (an unknown enum value, a missing required input field or a wrong type fails).
 
@@ -12,13 +13,17 @@ the fields the document selects, with the schema's types and nullability; a fiel
 lacks where the schema needs one fails), or with GraphQL errors (HTTP 200, ``data`` null for the
 field, and ``errors`` carrying ``type``, ``path``, ``locations`` and ``message``).
 
-The schema is built once per test process (about a second): graphql-core 3.2 with
-``assume_valid_sdl``, because GitHub's IDL defines two fields twice (see the fixture's README).
+The schema is GitHub's public IDL as the npm package ``@octokit/graphql-schema@15.26.1`` ships it
+(MIT; provenance in the shared upstream README). It is built once per test process (about a
+second) with graphql-core 3.2 and ``assume_valid_sdl``: the IDL defines
+``EnterpriseOwnerInfo.repositoryDeployKeySetting`` and ``…Organizations`` twice, and 3.3 adds a rule
+on deprecated interface fields that this schema breaks in twelve places.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -27,14 +32,19 @@ from typing import Any
 from graphql import FieldNode, GraphQLSchema, OperationDefinitionNode, build_schema, execute_sync, parse, validate
 from graphql.execution.values import get_variable_values
 
-from tests.github_api import BASE, FIXTURES, GitHubMock
+from tests.conftest import PROJECT
+from tests.github_api import BASE, GitHubMock
 
-SCHEMA_FILE = FIXTURES / "graphql/schema.graphql"
+SCHEMA_FILE = PROJECT.parent / "shared/upstream/github-graphql/schema.graphql"
+SCHEMA_SHA256 = "3c62d0526d133cee53221c89de9b455ade24db78b9e7ad56d642c4c15bce2654"
 
 
 @functools.cache
 def schema() -> GraphQLSchema:
-    return build_schema(SCHEMA_FILE.read_text(encoding="utf-8"), assume_valid_sdl=True)
+    data = SCHEMA_FILE.read_bytes()
+    # The version the bot's documents were checked against: another one is a decision, not drift.
+    assert hashlib.sha256(data).hexdigest() == SCHEMA_SHA256, f"{SCHEMA_FILE} is not the pinned schema"
+    return build_schema(data.decode("utf-8"), assume_valid_sdl=True)
 
 
 def check(document: str, variables: dict[str, Any] | None = None) -> OperationDefinitionNode:

@@ -20,7 +20,7 @@ from bot.metrics import KeyState, Metrics, WalkState
 from bot.server import Receiver, Settings, create_app
 from bot.service import Service
 from bot.work import LocalWork
-from tests.conftest import EXAMPLE_CATALOG
+from tests.conftest import EXAMPLE_CATALOG, seed_remote
 
 
 def samples(text: bytes | str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -193,12 +193,7 @@ def fleet(mlflow_url: str, tmp_path: Path, run_cli):
     registered = f"fraud-{uuid.uuid4().hex[:8]}"  # "ghost-..." is never registered: its keys fail
     client = MlflowClient(mlflow_url, registry_uri=mlflow_url)
     client.create_registered_model(registered)
-    catalog = tmp_path / "catalog" / "releasebot.yaml"
-    catalog.parent.mkdir()
-    catalog.write_text(CATALOG.format(url=mlflow_url, registered=registered))
-    assert run_cli("init", tmp_path / "seed", "--catalog", catalog).code == 0
-    remote = tmp_path / "envs.git"
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(tmp_path / "seed"), str(remote)], check=True)
+    remote = seed_remote(tmp_path, run_cli, CATALOG.format(url=mlflow_url, registered=registered))
     config = {
         "RELEASEBOT_REPO": str(remote),
         "RELEASEBOT_WORKDIR": str(tmp_path / "served"),

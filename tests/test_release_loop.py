@@ -15,7 +15,7 @@ import pytest
 
 from bot import yamlio
 from bot.validate import check_manifest
-from tests.conftest import EXAMPLE_CATALOG, PROJECT
+from tests.conftest import EXAMPLE_CATALOG, PROJECT, seed_remote
 
 CATALOG = """version: 1
 registry:
@@ -66,16 +66,12 @@ class World:
         self.name = f"fraud-{uuid.uuid4().hex[:8]}"
         self.client = MlflowClient(url, registry_uri=url)
         self.client.create_registered_model(self.name)
-        catalog = tmp / "catalog" / "releasebot.yaml"
-        catalog.parent.mkdir()
         text = CATALOG.format(url=url, registered=self.name) + extra_model + "blueprints: ./blueprints\n"
-        own = catalog.parent / "blueprints" / "karpenter"  # the catalog's own blueprints, in the repo
+        own = tmp / "catalog" / "blueprints" / "karpenter"  # the catalog's own blueprints, in the repo
         own.mkdir(parents=True)
         (own / "ec2nodeclass.yaml").write_text((PROJECT / "blueprints/karpenter/ec2nodeclass.yaml").read_text())
-        catalog.write_text(text.replace("    writeBack: branch\n", f"    writeBack: {staging_mode}\n"))
-        assert run_cli("init", tmp / "seed", "--catalog", catalog).code == 0
-        self.remote = tmp / "envs.git"
-        subprocess.run(["git", "clone", "--quiet", "--bare", str(tmp / "seed"), str(self.remote)], check=True)
+        text = text.replace("    writeBack: branch\n", f"    writeBack: {staging_mode}\n")
+        self.remote = seed_remote(tmp, run_cli, text)
         self.loop = ["--repo", str(self.remote), "--workdir", str(tmp / "work")]
 
     def version(self, accuracy: float, source: str | None = None) -> str:

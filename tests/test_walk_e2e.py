@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot import yamlplain
+from tests.conftest import seed_remote
 from tests.kubeapi import application, kube_api, revision_name, serverless
 from tests.prometheus import Traffic
 
@@ -72,20 +73,14 @@ class Walk:
         self.registered = f"fraud-{uuid.uuid4().hex[:8]}"
         self.client = MlflowClient(mlflow_url, registry_uri=mlflow_url)
         self.client.create_registered_model(self.registered)
-        catalog = tmp / "catalog" / "releasebot.yaml"
-        catalog.parent.mkdir()
-        catalog.write_text(
-            CATALOG.format(
-                url=mlflow_url,
-                prometheus=prometheus.url,
-                namespace=self.namespace,
-                soak=SOAK,
-                registered=self.registered,
-            )
+        text = CATALOG.format(
+            url=mlflow_url,
+            prometheus=prometheus.url,
+            namespace=self.namespace,
+            soak=SOAK,
+            registered=self.registered,
         )
-        assert run_cli("init", tmp / "seed", "--catalog", catalog).code == 0
-        self.remote = tmp / "envs.git"
-        subprocess.run(["git", "clone", "--quiet", "--bare", str(tmp / "seed"), str(self.remote)], check=True)
+        self.remote = seed_remote(tmp, run_cli, text)
         self.loop = ["--repo", str(self.remote), "--workdir", str(tmp / "work"), "--tracking-uri", mlflow_url]
         self.history: list[tuple[str, datetime]] = []
         self.start = git(self.remote, "rev-parse", "main").strip()
