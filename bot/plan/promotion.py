@@ -25,9 +25,17 @@ from datetime import datetime, timedelta
 from bot.catalog import Catalog, Environment, Model
 from bot.manifests import inferenceservice as isvc
 from bot.plan.facts import served
-from bot.plan.types import Look, RegistrySnapshot, RepoState
+from bot.plan.types import AppStatus, ClusterSnapshot, Look, RegistrySnapshot, RepoState
 
-POLL = timedelta(seconds=30)
+POLL = timedelta(seconds=30)  # how often a wait on the cluster looks again
+
+
+def deployed_at(cluster: ClusterSnapshot, app: AppStatus | None, sha: str, landed_at: datetime) -> datetime | None:
+    """When Argo CD deployed main commit ``sha`` (the earliest history entry containing it), or
+    None while its sync revision does not contain it yet."""
+    if app is None or not app.sync_revision or not cluster.ancestry.get((sha, app.sync_revision)):
+        return None
+    return next((at for rev, at in app.history if cluster.ancestry.get((sha, rev))), landed_at)
 
 
 def prerequisite(cat: Catalog, env: Environment, model: Model) -> Environment | None:
@@ -70,9 +78,7 @@ def settle(env: Environment, model: Model, repo: RepoState, look: Look | None) -
     app = cluster.applications.get(env.name)
     if app is None:
         return Settle(False, f"Argo CD Application for {env.name} not found", sha, look_at=clock + POLL)
-    deployed = None
-    if app.sync_revision and cluster.ancestry.get((sha, app.sync_revision)):
-        deployed = next((at for rev, at in app.history if cluster.ancestry.get((sha, rev))), None) or landed[1]
+    deployed = deployed_at(cluster, app, sha, landed[1])
     if deployed is None:
         return Settle(False, f"Argo CD has not deployed {sha[:12]} to {env.name} yet", sha, look_at=clock + POLL)
     health = app.resources.get(("InferenceService", env.namespace, model.name))

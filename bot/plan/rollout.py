@@ -34,6 +34,7 @@ from bot.manifests.ownership import Owned, apply_owned, get
 from bot.plan import gate as gates
 from bot.plan.facts import plain
 from bot.plan.lifecycle import Outcome, _held, _wanted
+from bot.plan.promotion import POLL, deployed_at
 from bot.plan.release import _apply_release, drift_follow_edit
 from bot.plan.types import (
     AnalysisRequest,
@@ -52,7 +53,6 @@ from bot.plan.types import (
     fingerprint,
 )
 
-POLL = timedelta(seconds=30)  # how often a waiting walk looks at the cluster again
 FAILED_LOADS = frozenset(("BlockedByFailedLoad", "InvalidSpec", "FailedToLoad"))
 
 
@@ -94,9 +94,7 @@ def _position(
     svc = cluster.services.get((env.name, model.name))
     percent = percent_of(env.canary, now.step)
 
-    deployed: datetime | None = None
-    if app is not None and app.sync_revision and cluster.ancestry.get((sha, app.sync_revision)):
-        deployed = next((at for rev, at in app.history if cluster.ancestry.get((sha, rev))), landed_at)
+    deployed = deployed_at(cluster, app, sha, landed_at)
     health = app.resources.get(("InferenceService", env.namespace, model.name)) if app is not None else None
     failed = None
     if health == "Degraded":
